@@ -1,0 +1,56 @@
+# Muster: every target creates .venv and installs the project into it when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status infra test test-fast bench lint format venv clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "venv: installing Muster and its dependencies into $(VENV) (first time: ~1 min)"
+	@$(PY) -m pip install -q --upgrade pip setuptools wheel
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start Kafka, PostgreSQL, Redis and the three services (installs what is missing).
+up: $(STAMP)
+	@bash deploy/local/stack.sh up
+
+## Stop everything `make up` started.
+down:
+	@bash deploy/local/stack.sh down
+
+status:
+	@bash deploy/local/stack.sh status
+
+## Only the infrastructure the tests need.
+infra: $(STAMP)
+	@bash deploy/local/stack.sh up --infra
+
+## The whole test suite against real Kafka, PostgreSQL and Redis.
+test: infra
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## The fast part only: pure logic and contract tests.
+test-fast: $(STAMP)
+	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## Benchmarks: each prints its figures.
+bench: infra
+	@$(PY) -m bench
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy shared services
+
+format: $(STAMP)
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Muster's three services: members, alerts, dispatch."""

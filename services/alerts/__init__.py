@@ -1,0 +1,1 @@
+"""The alerts service: finds whom to alert, sends SMS and web alerts, takes replies."""

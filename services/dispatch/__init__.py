@@ -1,0 +1,1 @@
+"""The dispatch service: emergencies, the live board, escalation, authority summaries."""

@@ -1,0 +1,1 @@
+"""The members service: the registry of trained members and staff accounts."""

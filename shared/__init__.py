@@ -1,0 +1,1 @@
+"""Muster's shared library: event envelope and models, topics, outbox, consumers, auth."""

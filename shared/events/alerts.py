@@ -1,0 +1,57 @@
+"""`muster.alerts` (key emergency_id): what the alerts service did for each member."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from shared.events.catalog import EventData
+from shared.events.topics import ALERTS
+
+
+class _AlertEvent(EventData):
+    topic: ClassVar[str] = ALERTS
+    key_field: ClassVar[str] = "emergency_id"
+
+    emergency_id: UUID
+    member_id: UUID
+    alert_id: UUID
+
+
+class AlertSent(_AlertEvent):
+    event_type: ClassVar[str] = "muster.alert.sent.v1"
+
+    wave: int = Field(1, ge=1)
+    channel: Literal["sms", "web"] = "sms"
+    distance_m: int = Field(ge=0)
+    language: str
+    #: SMS segments the message took (GSM-7 160 / UCS-2 70 characters a segment)
+    segments: int = Field(1, ge=0)
+    #: the member's qualifications valid at alert time (for summaries by qualification)
+    qualifications: list[str] = []
+    sent_at: datetime
+
+
+class AlertDelivered(_AlertEvent):
+    event_type: ClassVar[str] = "muster.alert.delivered.v1"
+
+    delivered_at: datetime
+
+
+class AlertFailed(_AlertEvent):
+    event_type: ClassVar[str] = "muster.alert.failed.v1"
+
+    reason: str
+    #: true when retrying cannot help (invalid number, unsubscribed)
+    permanent: bool = True
+    failed_at: datetime
+
+
+class AlertStoodDown(_AlertEvent):
+    event_type: ClassVar[str] = "muster.alert.stood_down.v1"
+
+    reason: Literal["closed", "not_needed", "false_alarm"] = "closed"
+    stood_down_at: datetime

@@ -1,0 +1,106 @@
+"""`muster.emergencies` (key emergency_id): an emergency's life, from dispatch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.catalog import EventData
+from shared.events.topics import EMERGENCIES
+
+# OASIS CAP 1.2 vocabularies
+Category = Literal[
+    "Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env",
+    "Transport", "Infra", "CBRNE", "Other",
+]  # fmt: skip
+Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
+Urgency = Literal["Immediate", "Expected", "Future", "Past", "Unknown"]
+EmergencyStatus = Literal["pending_approval", "active", "closed"]
+
+
+class Area(BaseModel):
+    """A circle (`lat`, `lon`, `radius_m`) or a GeoJSON Polygon (`polygon`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    radius_m: int | None = Field(None, gt=0)
+    polygon: dict[str, Any] | None = None
+
+
+class EmergencyFacts(EventData):
+    """What alerts needs to select and message members; carried by declared and updated."""
+
+    emergency_id: UUID
+    section: str
+    assisting_sections: list[str] = []
+    title: str
+    description: str = ""
+    category: Category = "Rescue"
+    severity: Severity = "Unknown"
+    urgency: Urgency = "Unknown"
+    drill: bool = False
+    area: Area
+    required_qualifications: list[str] = []
+    members_needed: int = Field(ge=1)
+    languages: list[str] = []
+    status: EmergencyStatus = "active"
+    #: a short code members add to an SMS reply when they have several open alerts
+    reply_code: str | None = None
+
+
+class EmergencyDeclared(EmergencyFacts):
+    """The emergency is active (approved if it needed approval): alert the first wave."""
+
+    event_type: ClassVar[str] = "muster.emergency.declared.v1"
+    topic: ClassVar[str] = EMERGENCIES
+    key_field: ClassVar[str] = "emergency_id"
+
+    declared_at: datetime
+
+
+class EmergencyUpdated(EmergencyFacts):
+    """The emergency changed. `staffed` true: enough accepted, tell the rest they are not
+    needed; false again after a drop-out. `call_up` lists standby members now asked to go."""
+
+    event_type: ClassVar[str] = "muster.emergency.updated.v1"
+    topic: ClassVar[str] = EMERGENCIES
+    key_field: ClassVar[str] = "emergency_id"
+
+    staffed: bool = False
+    call_up: list[UUID] = []
+    changed: list[str] = []
+    updated_at: datetime
+
+
+class EmergencyEscalated(EventData):
+    """Send the next wave: the next-nearest unalerted members within `radius_m`."""
+
+    event_type: ClassVar[str] = "muster.emergency.escalated.v1"
+    topic: ClassVar[str] = EMERGENCIES
+    key_field: ClassVar[str] = "emergency_id"
+
+    emergency_id: UUID
+    wave: int = Field(ge=2)
+    radius_m: int = Field(gt=0)
+    count: int = Field(ge=1)
+    escalated_at: datetime
+
+
+class EmergencyClosed(EventData):
+    """Over: stand down everyone who accepted; `false_alarm` sends every alerted member a
+    correction."""
+
+    event_type: ClassVar[str] = "muster.emergency.closed.v1"
+    topic: ClassVar[str] = EMERGENCIES
+    key_field: ClassVar[str] = "emergency_id"
+
+    emergency_id: UUID
+    reason: Literal["resolved", "cancelled", "false_alarm"] = "resolved"
+    false_alarm: bool = False
+    drill: bool = False
+    closed_at: datetime

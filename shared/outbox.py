@@ -1,0 +1,283 @@
+"""Transactional outbox: the business write and its event commit together.
+
+`add_event` puts an encoded record in the caller's session; `OutboxRelay` publishes
+pending rows in id order with an idempotent producer (acks=all) and marks them sent.
+
+Ordering: several relays that each take `FOR UPDATE SKIP LOCKED` batches could publish
+two rows of one key out of order. So only one relay per schema is active at a time: it
+holds a PostgreSQL advisory lock on a dedicated connection; the others wait as standbys
+and take over within a second when the active one dies (its connection closes, the lock
+goes). The batch query still uses SKIP LOCKED so that, even in a split-brain moment, no
+row is published twice by two relays in normal operation.
+
+A crash after the broker acknowledged a batch and before the rows were marked sent
+publishes that batch again on restart: consumers are idempotent (see shared.consumer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from shared.events.catalog import EventData, make_envelope
+from shared.events.envelope import Envelope, encode
+from shared.observability import (
+    EVENTS_PUBLISHED,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISH_SECONDS,
+    get_logger,
+)
+
+log = get_logger(__name__)
+
+#: tables every service has in its own schema (created by its first migration)
+shared_metadata = MetaData()
+
+outbox_table = Table(
+    "outbox",
+    shared_metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", Text, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("headers", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("event_type", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("outbox_pending_idx", "id", postgresql_where=text("published_at IS NULL")),
+)
+
+processed_events_table = Table(
+    "processed_events",
+    shared_metadata,
+    Column("consumer", Text, primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+async def add_event(
+    session: AsyncSession,
+    data: EventData,
+    *,
+    source: str,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+) -> Envelope:
+    """Add an event to the caller's transaction; it is published once that commits."""
+    envelopes = await add_events(
+        session, [data], source=source, correlationid=correlationid, causationid=causationid
+    )
+    return envelopes[0]
+
+
+async def add_events(
+    session: AsyncSession,
+    events: list[EventData],
+    *,
+    source: str,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+) -> list[Envelope]:
+    """Add many events in one statement (bulk import); same guarantees as `add_event`."""
+    envelopes: list[Envelope] = []
+    rows: list[dict[str, Any]] = []
+    for data in events:
+        envelope = make_envelope(
+            data, source=source, correlationid=correlationid, causationid=causationid
+        )
+        record = encode(envelope)
+        envelopes.append(envelope)
+        rows.append(
+            {
+                "event_id": envelope.id,
+                "topic": data.topic,
+                "key": record.key,
+                "value": record.value,
+                "headers": [[k, v.decode("latin-1")] for k, v in record.headers],
+                "event_type": envelope.type,
+            }
+        )
+    if rows:
+        await session.execute(outbox_table.insert(), rows)
+    return envelopes
+
+
+async def add_tombstone(session: AsyncSession, topic: str, key: str, *, event_id: str) -> None:
+    """Add a null-value record (erasure on a compacted topic) to the caller's transaction."""
+    await session.execute(
+        outbox_table.insert(),
+        [
+            {
+                "event_id": event_id,
+                "topic": topic,
+                "key": key.encode(),
+                "value": None,
+                "headers": [],
+                "event_type": "tombstone",
+            }
+        ],
+    )
+
+
+def _lock_key(schema: str) -> int:
+    digest = hashlib.sha256(f"muster-outbox:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox. Run one or more per schema: one is active at a time."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        *,
+        schema: str,
+        service: str,
+        topic_prefix: str = "",
+        batch_size: int = 500,
+        poll_interval_s: float = 0.05,
+        fault_pause_after_publish_s: float = 0.0,
+        retention_s: float = 24 * 3600,
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._schema = schema
+        self._service = service
+        self._prefix = topic_prefix
+        self._batch_size = batch_size
+        self._poll = poll_interval_s
+        self._fault_pause = fault_pause_after_publish_s
+        self._retention_s = retention_s
+        self._stopping = asyncio.Event()
+        self.is_active = False
+        self.published = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Wait for leadership, then publish until stopped. Survives database outages."""
+        while not self._stopping.is_set():
+            try:
+                async with self._engine.connect() as lock_conn:
+                    if not await self._try_lock(lock_conn):
+                        self.is_active = False
+                        await self._sleep(1.0)
+                        continue
+                    self.is_active = True
+                    log.info("outbox relay active", schema=self._schema)
+                    try:
+                        await self._publish_loop(lock_conn)
+                    finally:
+                        self.is_active = False
+                        with contextlib.suppress(Exception):
+                            key = {"k": _lock_key(self._schema)}
+                            await lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), key)
+                            await lock_conn.commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay error, retrying", error=str(exc), schema=self._schema)
+                await self._sleep(1.0)
+
+    async def _try_lock(self, conn: AsyncConnection) -> bool:
+        result = await conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_key(self._schema)}
+        )
+        await conn.commit()
+        return bool(result.scalar())
+
+    async def _publish_loop(self, lock_conn: AsyncConnection) -> None:
+        last_housekeeping = 0.0
+        while not self._stopping.is_set():
+            count = await self.publish_batch()
+            now = time.monotonic()
+            if now - last_housekeeping > 5.0:
+                last_housekeeping = now
+                await self._housekeeping()
+                # the lock connection must still be alive for us to still be the only relay
+                await lock_conn.execute(text("SELECT 1"))
+            if count == 0:
+                await self._sleep(self._poll)
+
+    async def publish_batch(self) -> int:
+        """Publish one batch of pending rows in id order; return how many were published."""
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, topic, key, value, headers, event_type, created_at FROM outbox "
+                        "WHERE published_at IS NULL ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"n": self._batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                headers = [(k, v.encode("latin-1")) for k, v in (row.headers or [])]
+                futures.append(
+                    await self._producer.send(
+                        self._prefix + row.topic, value=row.value, key=row.key, headers=headers
+                    )
+                )
+            # the idempotent producer keeps per-partition order; wait until all are acked
+            await asyncio.gather(*futures)
+            if self._fault_pause:
+                log.warning("outbox fault pause: published, not yet marked", rows=len(rows))
+                await asyncio.sleep(self._fault_pause)
+            now = datetime.now(UTC)
+            await conn.execute(
+                text("UPDATE outbox SET published_at = :now WHERE id = ANY(:ids)"),
+                {"now": now, "ids": [row.id for row in rows]},
+            )
+        for row in rows:
+            OUTBOX_PUBLISH_SECONDS.labels(self._service).observe(
+                max(0.0, (now - row.created_at).total_seconds())
+            )
+            EVENTS_PUBLISHED.labels(self._prefix + row.topic, row.event_type).inc()
+        self.published += len(rows)
+        return len(rows)
+
+    async def _housekeeping(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "DELETE FROM outbox WHERE published_at IS NOT NULL "
+                    "AND published_at < now() - make_interval(secs => :s)"
+                ),
+                {"s": self._retention_s},
+            )
+            pending = (
+                await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+            ).scalar_one()
+        OUTBOX_PENDING.labels(self._service).set(pending)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

@@ -1,0 +1,233 @@
+"""What every Muster service process is made of, started and stopped in one order.
+
+`ServiceRuntime` owns the database engine, Redis, the idempotent Kafka producer, the
+FastStream broker (consumers) and the outbox relay. `create_app` builds the FastAPI app
+with `/healthz`, `/readyz` and `/metrics` and starts the runtime in its lifespan
+(FastStream's FastAPI router is deprecated; the broker starts and stops here instead).
+
+Shutdown order matters for the guarantees: stop consuming first (in-flight handlers
+finish and their offsets commit), then let the relay finish its batch, then flush and
+close the producer, then the database and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as redis
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Response
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.consumer import EventConsumer, Handler, TombstoneHandler, subscribe
+from shared.db import make_engine, make_sessionmaker, ping
+from shared.kafka import new_producer
+from shared.observability import configure_logging, get_logger
+from shared.outbox import OutboxRelay
+from shared.settings import MusterSettings
+
+log = get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: MusterSettings,
+        *,
+        use_database: bool = True,
+        use_redis: bool = True,
+        run_relay: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine | None = None
+        self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        if use_database:
+            self.engine = make_engine(settings.database_url, settings.schema_name)
+            self.sessionmaker = make_sessionmaker(self.engine)
+        self.redis: redis.Redis | None = (
+            redis.Redis.from_url(settings.redis_url, decode_responses=False) if use_redis else None
+        )
+        self.producer: AIOKafkaProducer = new_producer(
+            settings.kafka_bootstrap_servers, f"muster-{settings.service_name}"
+        )
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            client_id=f"muster-{settings.service_name}",
+            graceful_timeout=30.0,
+        )
+        self.relay: OutboxRelay | None = None
+        if run_relay and self.engine is not None:
+            self.relay = OutboxRelay(
+                self.engine,
+                self.producer,
+                schema=settings.schema_name,
+                service=settings.service_name,
+                topic_prefix=settings.topic_prefix,
+                batch_size=settings.outbox_batch_size,
+                poll_interval_s=settings.outbox_poll_interval_s,
+                fault_pause_after_publish_s=settings.outbox_fault_pause_after_publish_s,
+            )
+        self._relay_task: asyncio.Task[None] | None = None
+        self.consumers: list[EventConsumer] = []
+        self.started = False
+
+    @property
+    def db(self) -> async_sessionmaker[AsyncSession]:
+        if self.sessionmaker is None:
+            raise RuntimeError("this service runs without a database")
+        return self.sessionmaker
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic(name)
+
+    def consume(
+        self,
+        topics: Sequence[str],
+        handlers: Mapping[str, Handler],
+        *,
+        name: str | None = None,
+        on_tombstone: TombstoneHandler | None = None,
+        transactional: bool = True,
+        max_poll_records: int = 100,
+    ) -> EventConsumer:
+        """Subscribe a consumer group to (unprefixed) `topics`; call before `start`."""
+        consumer = EventConsumer(
+            name=name or self.settings.consumer_group,
+            handlers=handlers,
+            producer=self.producer,
+            sessionmaker=self.sessionmaker if transactional else None,
+            on_tombstone=on_tombstone,
+            max_attempts=self.settings.consumer_max_attempts,
+            retry_base_s=self.settings.consumer_retry_base_s,
+        )
+        subscribe(
+            self.broker,
+            consumer,
+            [self.topic(t) for t in topics],
+            max_poll_records=max_poll_records,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    async def start(self, *, consume: bool = True) -> None:
+        await self.producer.start()
+        if self.relay is not None:
+            self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        if consume and self.consumers:
+            await self.broker.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        if self.relay is not None and self._relay_task is not None:
+            self.relay.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._relay_task, timeout=15)
+        with contextlib.suppress(Exception):
+            await self.producer.stop()  # flushes what is still buffered
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
+        checks: dict[str, ReadinessCheck] = {"kafka": self._kafka_ready}
+        if self.engine is not None:
+            engine = self.engine
+            checks["database"] = lambda: ping(engine)
+        if self.redis is not None:
+            client = self.redis
+
+            async def redis_ready() -> None:
+                await client.ping()
+
+            checks["redis"] = redis_ready
+        return checks
+
+    async def _kafka_ready(self) -> None:
+        await self.producer.client.fetch_all_metadata()
+
+
+def health_router(checks: Callable[[], Mapping[str, ReadinessCheck]]) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Database, Redis and Kafka answer")
+    async def readyz(response: Response) -> dict[str, Any]:
+        results: dict[str, str] = {}
+        for name, check in checks().items():
+            try:
+                await asyncio.wait_for(check(), timeout=3.0)
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"unavailable: {type(exc).__name__}"
+        ready = all(v == "ok" for v in results.values())
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not ready", "checks": results}
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str = "",
+    routers: Sequence[APIRouter] = (),
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """The service's HTTP app; the runtime starts and stops with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup:
+            await hook()
+        await runtime.start()
+        log.info("service started", service=runtime.settings.service_name)
+        try:
+            yield
+        finally:
+            log.info("service stopping", service=runtime.settings.service_name)
+            for hook in on_shutdown:
+                await hook()
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.include_router(health_router(runtime.readiness_checks))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def serve(app: FastAPI, settings: MusterSettings, host: str, port: int) -> None:
+    """Run the app with uvicorn; SIGTERM triggers the graceful shutdown above."""
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,73 @@
+"""Settings every service shares; each service subclasses `MusterSettings` once.
+
+Variable names follow docs/architecture.md (unprefixed, e.g. `KAFKA_BOOTSTRAP_SERVERS`)
+so one environment file can serve the whole stack.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MusterSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    #: the service's name: its event `source`, consumer group and default schema
+    service_name: str = "muster"
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    database_url: str = Field(
+        "postgresql+asyncpg://muster@127.0.0.1:5432/muster",
+        validation_alias=AliasChoices("DATABASE_URL"),
+    )
+    #: the PostgreSQL schema this service owns; tests give each run its own
+    db_schema: str | None = Field(None, validation_alias=AliasChoices("MUSTER_DB_SCHEMA"))
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
+    #: prefix of every Redis key this service writes; unique per test run
+    redis_prefix: str = Field("muster:", validation_alias=AliasChoices("MUSTER_REDIS_PREFIX"))
+    #: prefix of every topic name; empty in production, unique per test run
+    topic_prefix: str = Field("", validation_alias=AliasChoices("MUSTER_TOPIC_PREFIX"))
+    #: consumer group id; defaults to `muster.<service>`
+    group_id: str | None = Field(None, validation_alias=AliasChoices("MUSTER_GROUP_ID"))
+    #: where staff-token signing keys are published (the members service's JWKS)
+    jwks_url: str = Field(
+        "http://127.0.0.1:8001/.well-known/jwks.json",
+        validation_alias=AliasChoices("MUSTER_JWKS_URL"),
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("MUSTER_LOG_LEVEL"))
+    #: JSON logs (production); `false` gives readable console lines for a developer
+    log_json: bool = Field(True, validation_alias=AliasChoices("MUSTER_LOG_JSON"))
+    #: how many times a failing handler is retried before its record is dead-lettered
+    consumer_max_attempts: int = Field(
+        4, ge=1, validation_alias=AliasChoices("MUSTER_CONSUMER_MAX_ATTEMPTS")
+    )
+    #: first retry delay; doubles each attempt, with jitter
+    consumer_retry_base_s: float = Field(
+        0.2, ge=0, validation_alias=AliasChoices("MUSTER_CONSUMER_RETRY_BASE_S")
+    )
+    #: how often an idle outbox relay looks for new rows
+    outbox_poll_interval_s: float = Field(
+        0.05, gt=0, validation_alias=AliasChoices("MUSTER_OUTBOX_POLL_INTERVAL_S")
+    )
+    outbox_batch_size: int = Field(
+        500, ge=1, validation_alias=AliasChoices("MUSTER_OUTBOX_BATCH_SIZE")
+    )
+    #: fault injection for the crash tests only: pause after publishing a batch,
+    #: before marking it sent, so a test can SIGKILL the relay in that window
+    outbox_fault_pause_after_publish_s: float = Field(
+        0.0, ge=0, validation_alias=AliasChoices("MUSTER_OUTBOX_FAULT_PAUSE_AFTER_PUBLISH_S")
+    )
+
+    @property
+    def schema_name(self) -> str:
+        return self.db_schema or self.service_name
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id or f"muster.{self.service_name}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,1 @@
+"""Test support: real infrastructure, Kafka readers, service processes, tokens."""
