@@ -98,7 +98,7 @@ class EventConsumer:
         *,
         name: str,
         handlers: Mapping[str, Handler],
-        producer: AIOKafkaProducer,
+        producer: AIOKafkaProducer | None,
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         on_tombstone: TombstoneHandler | None = None,
         max_attempts: int = 4,
@@ -107,7 +107,8 @@ class EventConsumer:
     ) -> None:
         self.name = name
         self._handlers = dict(handlers)
-        self._producer = producer
+        #: may be set after construction (aiokafka clients need a running loop)
+        self.producer = producer
         self._sessionmaker = sessionmaker
         self._on_tombstone = on_tombstone
         self._max_attempts = max_attempts
@@ -150,7 +151,9 @@ class EventConsumer:
         outcome = "applied"
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
-            wait=wait_exponential_jitter(initial=self._retry_base_s, max=self._retry_max_s),
+            wait=wait_exponential_jitter(
+                multiplier=self._retry_base_s, max=self._retry_max_s, jitter=self._retry_base_s
+            ),
             reraise=True,
         ):
             with attempt:
@@ -208,7 +211,9 @@ class EventConsumer:
             (DLQ_HEADER_PARTITION, str(record.partition).encode()),
             (DLQ_HEADER_OFFSET, str(record.offset).encode()),
         ]
-        await self._producer.send_and_wait(
+        if self.producer is None:
+            raise RuntimeError(f"consumer {self.name} has no producer for its dead letters")
+        await self.producer.send_and_wait(
             dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
         )
         EVENTS_DEAD_LETTERED.labels(self.name, record.topic, reason).inc()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import signal
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -249,7 +250,7 @@ class OutboxRelay:
             # the idempotent producer keeps per-partition order; wait until all are acked
             await asyncio.gather(*futures)
             if self._fault_pause:
-                log.warning("outbox fault pause: published, not yet marked", rows=len(rows))
+                log.warning("outbox fault pause: published, not marked", rows=len(rows))
                 await asyncio.sleep(self._fault_pause)
             now = datetime.now(UTC)
             await conn.execute(
@@ -281,3 +282,40 @@ class OutboxRelay:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+async def _run_standalone() -> None:
+    """A relay on its own (no service around it): `python -m shared.outbox`."""
+    from shared.db import make_engine
+    from shared.kafka import new_producer
+    from shared.settings import MusterSettings
+
+    settings = MusterSettings()
+    engine = make_engine(settings.database_url, settings.schema_name, pool_size=2)
+    producer = new_producer(settings.kafka_bootstrap_servers, "muster-outbox-relay")
+    await producer.start()
+    relay = OutboxRelay(
+        engine,
+        producer,
+        schema=settings.schema_name,
+        service=settings.service_name,
+        topic_prefix=settings.topic_prefix,
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_s,
+        fault_pause_after_publish_s=settings.outbox_fault_pause_after_publish_s,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, relay.stop)
+    try:
+        await relay.run()
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    from shared.observability import configure_logging
+
+    configure_logging()
+    asyncio.run(_run_standalone())

@@ -57,29 +57,24 @@ class ServiceRuntime:
         self.redis: redis.Redis | None = (
             redis.Redis.from_url(settings.redis_url, decode_responses=False) if use_redis else None
         )
-        self.producer: AIOKafkaProducer = new_producer(
-            settings.kafka_bootstrap_servers, f"muster-{settings.service_name}"
-        )
+        # aiokafka clients must be created inside the running loop: see `start`
+        self._producer: AIOKafkaProducer | None = None
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=f"muster-{settings.service_name}",
             graceful_timeout=30.0,
         )
+        self._run_relay = run_relay and self.engine is not None
         self.relay: OutboxRelay | None = None
-        if run_relay and self.engine is not None:
-            self.relay = OutboxRelay(
-                self.engine,
-                self.producer,
-                schema=settings.schema_name,
-                service=settings.service_name,
-                topic_prefix=settings.topic_prefix,
-                batch_size=settings.outbox_batch_size,
-                poll_interval_s=settings.outbox_poll_interval_s,
-                fault_pause_after_publish_s=settings.outbox_fault_pause_after_publish_s,
-            )
         self._relay_task: asyncio.Task[None] | None = None
         self.consumers: list[EventConsumer] = []
         self.started = False
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the runtime is not started: no Kafka producer yet")
+        return self._producer
 
     @property
     def db(self) -> async_sessionmaker[AsyncSession]:
@@ -104,7 +99,7 @@ class ServiceRuntime:
         consumer = EventConsumer(
             name=name or self.settings.consumer_group,
             handlers=handlers,
-            producer=self.producer,
+            producer=self._producer,
             sessionmaker=self.sessionmaker if transactional else None,
             on_tombstone=on_tombstone,
             max_attempts=self.settings.consumer_max_attempts,
@@ -120,8 +115,24 @@ class ServiceRuntime:
         return consumer
 
     async def start(self, *, consume: bool = True) -> None:
-        await self.producer.start()
-        if self.relay is not None:
+        settings = self.settings
+        self._producer = new_producer(
+            settings.kafka_bootstrap_servers, f"muster-{settings.service_name}"
+        )
+        await self._producer.start()
+        for consumer in self.consumers:
+            consumer.producer = self._producer
+        if self._run_relay and self.engine is not None:
+            self.relay = OutboxRelay(
+                self.engine,
+                self._producer,
+                schema=settings.schema_name,
+                service=settings.service_name,
+                topic_prefix=settings.topic_prefix,
+                batch_size=settings.outbox_batch_size,
+                poll_interval_s=settings.outbox_poll_interval_s,
+                fault_pause_after_publish_s=settings.outbox_fault_pause_after_publish_s,
+            )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         if consume and self.consumers:
             await self.broker.start()
@@ -135,8 +146,9 @@ class ServiceRuntime:
             self.relay.stop()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._relay_task, timeout=15)
-        with contextlib.suppress(Exception):
-            await self.producer.stop()  # flushes what is still buffered
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()  # flushes what is still buffered
         if self.engine is not None:
             await self.engine.dispose()
         if self.redis is not None:
@@ -157,6 +169,8 @@ class ServiceRuntime:
         return checks
 
     async def _kafka_ready(self) -> None:
+        if not self.started:
+            raise RuntimeError("starting")
         await self.producer.client.fetch_all_metadata()
 
 
