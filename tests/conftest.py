@@ -7,7 +7,6 @@ flushes a Redis database reserved for tests.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -89,8 +88,3 @@ def service_env(infra: Infra, topics: Topics, schema: str, tmp_path: Path) -> di
         "MUSTER_REDIS_PREFIX": f"{topics.prefix}",
         "MUSTER_LOG_LEVEL": "INFO",
     }
-
-
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return asyncio.DefaultEventLoopPolicy()

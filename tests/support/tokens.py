@@ -22,6 +22,8 @@ from shared.auth import AUDIENCE, ISSUER
 
 @dataclass
 class TestKey:
+    __test__ = False  # not a pytest test class
+
     kid: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     private_key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
