@@ -1,0 +1,1 @@
+"""Benchmarks: one module per measured path; `python -m bench` (or `make bench`) runs them all."""
