@@ -1,18 +1,66 @@
-"""The members service's FastAPI app and its Kafka wiring."""
+"""The members service's FastAPI app: routers, signing keys, the bootstrap admin."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
+from services.members import (
+    accounts,
+    availability,
+    importing,
+    members_api,
+    qualifications,
+    sections,
+)
 from services.members.settings import Settings
+from services.members.signing import (
+    Keyring,
+    LocalTokenVerifier,
+    load_or_create_db_key,
+    load_or_create_file_key,
+    published_keys,
+)
 from shared.service import ServiceRuntime, create_app
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, use_redis=False)
-    return create_app(
+
+    async def load_keys() -> None:
+        async with runtime.db() as session, session.begin():
+            if settings.signing_key_path:
+                signing = load_or_create_file_key(Path(settings.signing_key_path))
+            else:
+                signing = await load_or_create_db_key(session)
+            keyring = Keyring(signing, await published_keys(session))
+        app.state.keyring = keyring
+        app.state.verifier = LocalTokenVerifier(keyring)
+
+    async def create_first_admin() -> None:
+        password = settings.bootstrap_admin_password
+        async with runtime.db() as session:
+            await accounts.bootstrap_admin(
+                session,
+                settings.bootstrap_admin_email,
+                password.get_secret_value() if password else None,
+            )
+
+    app = create_app(
         runtime,
         title="Muster members",
         description="The registry of trained members, sections and staff accounts.",
+        routers=[
+            accounts.router,
+            sections.router,
+            qualifications.router,
+            importing.router,
+            members_api.router,
+            availability.router,
+        ],
+        on_startup=[load_keys, create_first_admin],
     )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,364 @@
+"""`POST /members/import`: a CSV of members, imported whole or not at all.
+
+Every row is validated in Python with the same model as `POST /members` (so a row is
+refused for exactly the reasons a single member would be), then checked against the
+database in three queries (sections, qualification codes, phones already taken). Any bad
+row: nothing is written and the report names each bad row, column and reason. All good:
+the members, their qualifications and their snapshots go in with bulk statements in one
+transaction.
+
+Columns (header row required, order free): `section`, `full_name`, `phone`, `email`,
+`language`, `qualifications` (`CODE:YYYY-MM-DD;CODE` — the date is the expiry),
+`lat`, `lon`, `availability`, `quiet_hours` (`23:00-06:30`), `consent_alerts`
+(`true`/`yes`/`1` or `false`/`no`/`0`; missing means no consent).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.members.access import Config, Db, Staff, require_manager
+from services.members.members import SOURCE, member_values, qualification_values
+from services.members.models import member_qualifications, members, sections
+from services.members.qualifications import known_codes
+from services.members.schemas import ImportReport, MemberIn, RowError
+from services.members.snapshots import build_snapshot
+from shared.auth import Principal
+from shared.events.members import MemberChanged
+from shared.observability import get_logger
+from shared.outbox import add_events
+
+log = get_logger(__name__)
+router = APIRouter(tags=["members"])
+
+REQUIRED_COLUMNS = ("section", "full_name", "phone")
+KNOWN_COLUMNS = frozenset(
+    {
+        "section",
+        "full_name",
+        "phone",
+        "email",
+        "language",
+        "qualifications",
+        "lat",
+        "lon",
+        "availability",
+        "quiet_hours",
+        "consent_alerts",
+    }
+)
+_TRUE = frozenset({"true", "yes", "y", "1", "oui", "si", "sì", "po"})
+_FALSE = frozenset({"false", "no", "n", "0", "non", "jo", ""})
+#: the model field an error is reported on -> the CSV column a person has to fix
+_FIELD_COLUMN = {"location": "lat", "consent": "consent_alerts"}
+
+
+@dataclass(frozen=True)
+class ParsedRow:
+    row: int
+    line: int
+    member: MemberIn
+
+
+class BadRow(ValueError):
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.reason = reason
+
+
+def _qualifications(text: str) -> list[dict[str, Any]]:
+    held: list[dict[str, Any]] = []
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        code, _, expiry = part.partition(":")
+        held.append({"code": code.strip().upper(), "expires_at": expiry.strip() or None})
+    return held
+
+
+def _quiet_hours(text: str) -> dict[str, str] | None:
+    if not text.strip():
+        return None
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise BadRow("quiet_hours", "write quiet hours as HH:MM-HH:MM, e.g. 23:00-06:30")
+    return {"start": start.strip(), "end": end.strip()}
+
+
+def _consent(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRow("consent_alerts", "write true or false")
+
+
+def row_to_body(raw: dict[str, str]) -> dict[str, Any]:
+    """A CSV row as the JSON body `POST /members` takes (BadRow for CSV-only syntax)."""
+
+    def cell(name: str) -> str:
+        return (raw.get(name) or "").strip()
+
+    body: dict[str, Any] = {
+        "section": cell("section").upper(),
+        "full_name": cell("full_name"),
+        "phone": cell("phone"),
+        "consent": {"alerts": _consent(cell("consent_alerts"))},
+    }
+    if cell("email"):
+        body["email"] = cell("email")
+    if cell("language"):
+        body["language"] = cell("language").lower()
+    if cell("availability"):
+        body["availability"] = cell("availability").lower()
+    if cell("qualifications"):
+        body["qualifications"] = _qualifications(cell("qualifications"))
+    quiet = _quiet_hours(cell("quiet_hours"))
+    if quiet:
+        body["quiet_hours"] = quiet
+    lat, lon = cell("lat"), cell("lon")
+    if lat or lon:
+        if not (lat and lon):
+            raise BadRow("lon" if lat else "lat", "give both lat and lon, or neither")
+        body["location"] = {"lat": lat, "lon": lon}
+    return body
+
+
+def _errors_of(exc: ValidationError, row: int, line: int) -> list[RowError]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else "row"
+        column = _FIELD_COLUMN.get(field, field)
+        if field == "location" and len(loc) > 1:
+            column = loc[1]
+        errors.append(RowError(row=row, line=line, column=column, reason=err["msg"]))
+    return errors
+
+
+def parse_csv(text: str, *, max_rows: int) -> tuple[list[ParsedRow], list[RowError]]:
+    """Validate a whole file without I/O: the rows that parsed, and every error found
+    (bad cells, missing columns, a phone given twice in the file). Row 1 is the first
+    row after the header; `line` is the file's line number."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in KNOWN_COLUMNS]
+    if missing or unknown:
+        errors = [
+            RowError(row=0, line=1, column=c, reason="required column missing") for c in missing
+        ]
+        errors += [RowError(row=0, line=1, column=c, reason="unknown column") for c in unknown]
+        return [], errors
+    parsed: list[ParsedRow] = []
+    errors: list[RowError] = []
+    first_row_of_phone: dict[str, int] = {}
+    for index, raw in enumerate(reader, start=1):
+        line = reader.line_num
+        if index > max_rows:
+            errors.append(
+                RowError(row=index, line=line, column="row", reason=f"more than {max_rows} rows")
+            )
+            break
+        if None in raw:
+            errors.append(RowError(row=index, line=line, column="row", reason="too many cells"))
+            continue
+        try:
+            member = MemberIn.model_validate(row_to_body(raw))
+        except BadRow as exc:
+            errors.append(RowError(row=index, line=line, column=exc.column, reason=exc.reason))
+            continue
+        except ValidationError as exc:
+            errors.extend(_errors_of(exc, index, line))
+            continue
+        earlier = first_row_of_phone.setdefault(member.phone, index)
+        if earlier != index:
+            errors.append(
+                RowError(
+                    row=index, line=line, column="phone", reason=f"same phone as row {earlier}"
+                )
+            )
+            continue
+        parsed.append(ParsedRow(index, line, member))
+    if not parsed and not errors:
+        errors.append(RowError(row=0, line=1, column="row", reason="the file holds no member"))
+    return parsed, errors
+
+
+async def check_against_database(
+    session: AsyncSession, rows: list[ParsedRow], principal: Principal
+) -> tuple[list[RowError], dict[str, tuple[str, str]]]:
+    """Errors that need the database, and each section's (language, timezone)."""
+    codes = {r.member.section for r in rows}
+    found = {
+        code: (language, tz)
+        for code, language, tz in (
+            await session.execute(
+                select(sections.c.code, sections.c.language, sections.c.timezone).where(
+                    sections.c.code.in_(codes)
+                )
+            )
+        ).all()
+    }
+    catalogue = await known_codes(session)
+    taken = set(
+        (
+            await session.execute(
+                select(members.c.phone).where(members.c.phone.in_([r.member.phone for r in rows]))
+            )
+        ).scalars()
+    )
+    errors: list[RowError] = []
+    for r in rows:
+        section = r.member.section
+        if not principal.can_act_for(section):
+            errors.append(
+                RowError(
+                    row=r.row,
+                    line=r.line,
+                    column="section",
+                    reason=f"you do not act for section {section}",
+                )
+            )
+        elif section not in found:
+            errors.append(
+                RowError(
+                    row=r.row, line=r.line, column="section", reason=f"unknown section {section}"
+                )
+            )
+        for q in r.member.qualifications:
+            if q.code not in catalogue:
+                errors.append(
+                    RowError(
+                        row=r.row,
+                        line=r.line,
+                        column="qualifications",
+                        reason=f"unknown qualification {q.code}",
+                    )
+                )
+        if r.member.phone in taken:
+            errors.append(
+                RowError(
+                    row=r.row,
+                    line=r.line,
+                    column="phone",
+                    reason="another member has this phone number",
+                )
+            )
+    return errors, found
+
+
+async def import_rows(
+    session: AsyncSession, rows: list[ParsedRow], section_info: dict[str, tuple[str, str]]
+) -> int:
+    """Bulk-insert validated rows and their snapshots (caller holds the transaction)."""
+    now = datetime.now(UTC)
+    member_rows: list[dict[str, Any]] = []
+    qualification_rows: list[dict[str, Any]] = []
+    snapshots: list[MemberChanged] = []
+    for r in rows:
+        language, timezone = section_info[r.member.section]
+        member_id = uuid.uuid4()
+        values = member_values(
+            r.member, member_id=member_id, language=r.member.language or language, now=now
+        )
+        quals = qualification_values(r.member, member_id)
+        member_rows.append(values)
+        qualification_rows.extend(quals)
+        snapshots.append(
+            build_snapshot(values, quals, timezone=timezone, version=1, changed_at=now)
+        )
+    await session.execute(members.insert(), member_rows)
+    if qualification_rows:
+        await session.execute(member_qualifications.insert(), qualification_rows)
+    await add_events(session, snapshots, source=SOURCE)
+    return len(member_rows)
+
+
+async def _read_csv(request: Request) -> str:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise BadRow("file", "send the CSV as the form field `file`")
+        data = await upload.read()
+    else:
+        data = await request.body()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRow("file", "the file is not UTF-8 text") from exc
+
+
+def _refused(errors: list[RowError]) -> JSONResponse:
+    rows = {e.row for e in errors}
+    report = ImportReport(imported=0, errors=errors)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={
+            "detail": f"nothing imported: {len(rows)} row(s) to fix, listed in `errors`",
+            **report.model_dump(mode="json"),
+        },
+    )
+
+
+@router.post(
+    "/members/import",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImportReport,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+            }
+        }
+    },
+)
+async def import_members(request: Request, principal: Staff, db: Db, cfg: Config) -> Any:
+    """Import a CSV of members: all rows or none, with a report naming each bad cell."""
+    require_manager(principal)
+    try:
+        text = await _read_csv(request)
+    except BadRow as exc:
+        return _refused([RowError(row=0, line=0, column=exc.column, reason=exc.reason)])
+    rows, errors = parse_csv(text, max_rows=cfg.import_max_rows)
+    if errors:
+        return _refused(errors)
+    try:
+        async with db.begin():
+            db_errors, section_info = await check_against_database(db, rows, principal)
+            if db_errors:
+                return _refused(db_errors)
+            imported = await import_rows(db, rows, section_info)
+    except IntegrityError as exc:
+        if "members_phone_key" not in str(exc.orig):
+            raise
+        # a phone taken by a concurrent write between the check and the insert
+        return _refused(
+            [RowError(row=0, line=0, column="phone", reason="a phone was taken meanwhile: retry")]
+        )
+    log.info("members imported", count=imported)
+    return ImportReport(imported=imported)

@@ -1,0 +1,134 @@
+"""One members service process per test module (real PostgreSQL schema and Kafka topics
+of its own), with a bootstrap admin; tests create what they need through its API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.events.provision import provision
+from shared.events.topics import all_topics
+from tests.support.infra import Infra
+from tests.support.processes import ServiceProcess, run_migrations, start_service
+
+ADMIN_EMAIL = "admin@example.org"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class MembersUnderTest:
+    process: ServiceProcess
+    schema: str
+    topic_prefix: str
+    bootstrap: str
+    env: dict[str, str]
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60)
+
+    def admin(self) -> httpx.AsyncClient:
+        return self.client(self.admin_token)
+
+
+async def login(url: str, email: str, password: str) -> str:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        response = await client.post("/auth/token", data={"username": email, "password": password})
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("members")
+
+
+@pytest.fixture(scope="module")
+async def members_service(
+    infra: Infra, admin_engine: AsyncEngine, module_tmp: Path
+) -> AsyncIterator[MembersUnderTest]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    await provision(infra.kafka_bootstrap, all_topics(prefix))
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        "DATABASE_URL": infra.database_url,
+        "REDIS_URL": infra.redis_url,
+        "MUSTER_TOPIC_PREFIX": prefix,
+        "MUSTER_DB_SCHEMA": schema,
+        "MUSTER_GROUP_ID": f"g{uuid.uuid4().hex[:10]}",
+        "MUSTER_REDIS_PREFIX": prefix,
+        "MUSTER_BOOTSTRAP_ADMIN_EMAIL": ADMIN_EMAIL,
+        "MUSTER_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MUSTER_LOCATION_MIN_MOVE_M": "100",
+        "MUSTER_LOCATION_REFRESH_S": "300",
+    }
+    run_migrations("members", env)
+    process = start_service("members", env, module_tmp)
+    try:
+        token = await login(process.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+        yield MembersUnderTest(process, schema, prefix, infra.kafka_bootstrap, env, token)
+    finally:
+        process.stop()
+        async with admin_engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def unique_section() -> str:
+    return "S" + uuid.uuid4().hex[:6].upper()
+
+
+_counter = iter(range(10_000_000))
+
+
+def unique_phone() -> str:
+    """A valid, unused French mobile number (+33 6 ...)."""
+    n = next(_counter) + int(uuid.uuid4().int % 9_000_000) * 10
+    return f"+3361{n % 10_000_000:07d}"
+
+
+async def make_section(client: httpx.AsyncClient, code: str | None = None, **extra: str) -> str:
+    code = code or unique_section()
+    body = {
+        "code": code,
+        "name": f"Section {code}",
+        "country": "FR",
+        "timezone": "Europe/Paris",
+        "language": "fr",
+        **extra,
+    }
+    response = await client.post("/sections", json=body)
+    assert response.status_code in (201, 409), response.text
+    return code
+
+
+def member_body(section: str, **extra: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "section": section,
+        "full_name": "Arta Hoxha",
+        "phone": unique_phone(),
+        "email": "arta@example.org",
+        "language": "sq",
+        "qualifications": [{"code": "FIRST_AID", "expires_at": "2099-05-01"}],
+        "location": {"lat": 40.7239, "lon": 19.5561},
+        "availability": "available",
+        "quiet_hours": {"start": "23:00", "end": "06:30"},
+        "consent": {"alerts": True},
+    }
+    body.update(extra)
+    return body
