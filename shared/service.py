@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import redis.asyncio as redis
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.consumer import EventConsumer, Handler, TombstoneHandler, subscribe
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.kafka import new_producer
-from shared.observability import configure_logging, get_logger
+from shared.observability import bind_correlation, configure_logging, get_logger
 from shared.outbox import OutboxRelay
 from shared.settings import MusterSettings
 
@@ -228,6 +229,16 @@ def create_app(
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
     app.state.runtime = runtime
+
+    @app.middleware("http")
+    async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        # every log line of a request carries its correlation id (given or new)
+        correlationid = request.headers.get("x-correlation-id") or uuid.uuid4().hex
+        bind_correlation(correlationid[:64], path=request.url.path)
+        response = await call_next(request)
+        response.headers["x-correlation-id"] = correlationid[:64]
+        return response
+
     app.include_router(health_router(runtime.readiness_checks))
     for router in routers:
         app.include_router(router)
