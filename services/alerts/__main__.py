@@ -1,4 +1,5 @@
-"""`python -m services.alerts [serve|migrate]`: run the service or its migrations."""
+"""`python -m services.alerts [serve|migrate|rebuild-index]`: run the service, its
+migrations, or rebuild the Redis targeting index from the compacted member topic."""
 
 from __future__ import annotations
 
@@ -13,12 +14,22 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.alerts", description=__doc__)
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "migrate", "rebuild-index"]
+    )
     args = parser.parse_args()
     settings = Settings()
     if args.command == "migrate":
         migrations.upgrade(MIGRATIONS, settings.database_url, settings.schema_name)
         print(f"alerts: schema {settings.schema_name!r} migrated")
+        return
+    if args.command == "rebuild-index":
+        import asyncio
+
+        from services.alerts.index import rebuild_index
+
+        count = asyncio.run(rebuild_index(settings))
+        print(f"alerts: targeting index rebuilt from {count} records")
         return
     from services.alerts.app import build
     from shared.service import serve

@@ -1,18 +1,116 @@
-"""The alerts service's FastAPI app and its Kafka wiring."""
+"""The alerts service's FastAPI app and its Kafka wiring.
+
+Two consumer groups: `<group>.index` keeps the Redis targeting index from
+`muster.members.state` (no database: the Redis writes are idempotent by version);
+`<group>` turns emergency events into alert records (transactional, once per event).
+The sender runs beside them as asyncio tasks, and a watchdog rebuilds the index from
+Kafka when its marker disappears (Redis lost its data); alerting waits for it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import FastAPI
 
+from services.alerts.alerting import Alerting
+from services.alerts.answer_page import answer_router
+from services.alerts.inbound import sms_router
+from services.alerts.index import TargetingIndex
+from services.alerts.providers import provider_for
+from services.alerts.sending import Sender
 from services.alerts.settings import Settings
+from shared.consumer import Delivery
+from shared.events.emergencies import (
+    EmergencyClosed,
+    EmergencyDeclared,
+    EmergencyEscalated,
+    EmergencyUpdated,
+)
+from shared.events.members import MemberChanged
+from shared.events.topics import EMERGENCIES, MEMBERS_STATE
+from shared.observability import get_logger
 from shared.service import ServiceRuntime, create_app
+
+log = get_logger(__name__)
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings)
-    return create_app(
+    assert runtime.redis is not None
+    index = TargetingIndex(runtime.redis, settings)
+    alerting = Alerting(settings, index)
+    sender = Sender(settings, runtime.db, provider_for(settings), runtime.redis)
+    background: list[asyncio.Task[None]] = []
+
+    async def on_member(delivery: Delivery) -> None:
+        data = delivery.data
+        assert isinstance(data, MemberChanged)
+        await index.upsert(data)
+
+    async def on_member_erased(key: bytes | None, _session: object) -> None:
+        if key:
+            await index.delete(key.decode())
+
+    runtime.consume(
+        [MEMBERS_STATE],
+        {MemberChanged.event_type: on_member},
+        name=f"{settings.consumer_group}.index",
+        on_tombstone=on_member_erased,
+        transactional=False,
+        max_poll_records=500,
+    )
+    runtime.consume(
+        [EMERGENCIES],
+        {
+            EmergencyDeclared.event_type: alerting.on_declared,
+            EmergencyUpdated.event_type: alerting.on_updated,
+            EmergencyEscalated.event_type: alerting.on_escalated,
+            EmergencyClosed.event_type: alerting.on_closed,
+        },
+        max_poll_records=10,
+    )
+
+    async def watch_index() -> None:
+        while True:
+            try:
+                await index.ensure_ready()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("targeting index rebuild failed, retrying", error=repr(exc))
+            await asyncio.sleep(1.0)
+
+    async def startup() -> None:
+        background.append(asyncio.create_task(watch_index(), name="index-watchdog"))
+        await sender.start()
+
+    async def shutdown() -> None:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await sender.stop()
+
+    app = create_app(
         runtime,
         title="Muster alerts",
-        description="The registry of trained alerts, sections and staff accounts.",
+        description="Selects the nearest qualified members, alerts them by SMS and web, "
+        "and takes their answers.",
+        routers=[
+            sms_router(settings, lambda: runtime.db),
+            answer_router(settings, lambda: runtime.db, lambda: _redis(runtime)),
+        ],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
+    app.state.index = index
+    app.state.sender = sender
+    return app
+
+
+def _redis(runtime: ServiceRuntime):  # type: ignore[no-untyped-def]
+    assert runtime.redis is not None
+    return runtime.redis

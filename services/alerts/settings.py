@@ -1,13 +1,70 @@
-"""Configuration of the alerts service (every variable is documented in the README)."""
+"""Configuration of the alerts service (every variable is listed in docs/alerts.md)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
 from shared.settings import MusterSettings
 
 
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
 class Settings(MusterSettings):
     service_name: str = "alerts"
-    host: str = Field("127.0.0.1", validation_alias=AliasChoices("ALERTS_HOST"))
-    port: int = Field(8002, validation_alias=AliasChoices("ALERTS_PORT"))
+    host: str = Field("127.0.0.1", validation_alias=_env("ALERTS_HOST"))
+    port: int = Field(8002, validation_alias=_env("ALERTS_PORT"))
+
+    #: the public base of links in SMS and of webhook signature checks
+    public_base_url: str = Field(
+        "http://127.0.0.1:8002", validation_alias=_env("MUSTER_PUBLIC_BASE_URL")
+    )
+    sms_provider: Literal["console", "twilio"] = Field(
+        "console", validation_alias=_env("MUSTER_SMS_PROVIDER")
+    )
+    twilio_account_sid: str = Field("", validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: str = Field("", validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_from_number: str = Field("", validation_alias=_env("TWILIO_FROM_NUMBER"))
+    twilio_messaging_service_sid: str = Field(
+        "", validation_alias=_env("TWILIO_MESSAGING_SERVICE_SID")
+    )
+    twilio_api_base: str = Field("https://api.twilio.com", validation_alias=_env("TWILIO_API_BASE"))
+    #: seconds before one provider HTTP request is abandoned (and retried)
+    sms_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("ALERTS_SMS_TIMEOUT_S"))
+    #: messages per second across every alerts process (token bucket in Redis)
+    sms_rate_per_s: float = Field(50.0, gt=0, validation_alias=_env("ALERTS_SMS_RATE_PER_S"))
+    #: HTTP attempts per message on 5xx / timeouts before it is given up as failed
+    sms_max_attempts: int = Field(4, ge=1, validation_alias=_env("ALERTS_SMS_MAX_ATTEMPTS"))
+    #: first retry delay; doubles each attempt, with jitter
+    sms_retry_base_s: float = Field(0.2, ge=0, validation_alias=_env("ALERTS_SMS_RETRY_BASE_S"))
+    #: messages one process sends at once
+    sender_concurrency: int = Field(32, ge=1, validation_alias=_env("ALERTS_SENDER_CONCURRENCY"))
+    #: a sender whose heartbeat is older than this is dead: its "sending" rows are resent
+    sender_dead_after_s: float = Field(
+        5.0, gt=0, validation_alias=_env("ALERTS_SENDER_DEAD_AFTER_S")
+    )
+    #: first wave: members_needed times this
+    over_alert_factor: int = Field(3, ge=1, validation_alias=_env("ALERTS_OVER_ALERT_FACTOR"))
+    #: a live position older than this is ignored (home is used)
+    live_position_max_age_s: int = Field(
+        1800, ge=0, validation_alias=_env("ALERTS_LIVE_POSITION_MAX_AGE_S")
+    )
+    #: answer page requests allowed per token and per client address, each minute
+    answer_rate_per_token_per_min: int = Field(
+        30, ge=1, validation_alias=_env("ALERTS_ANSWER_RATE_PER_TOKEN_PER_MIN")
+    )
+    answer_rate_per_ip_per_min: int = Field(
+        120, ge=1, validation_alias=_env("ALERTS_ANSWER_RATE_PER_IP_PER_MIN")
+    )
+    #: fault injection for the crash tests only: pause after the provider accepted a
+    #: message, before the row is marked sent
+    fault_pause_after_send_s: float = Field(
+        0.0, ge=0, validation_alias=_env("ALERTS_FAULT_PAUSE_AFTER_SEND_S")
+    )
+
+    def key(self, *parts: str) -> str:
+        """A Redis key of this service, under the configured prefix."""
+        return self.redis_prefix + "alerts:" + ":".join(parts)

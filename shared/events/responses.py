@@ -27,3 +27,5 @@ class ResponseReceived(EventData):
     channel: Literal["sms", "web"]
     #: when the member answered (the board orders answers by this, not by arrival)
     responded_at: datetime
+    #: an acceptance that came after the emergency was staffed: the member stands by
+    standby: bool = False

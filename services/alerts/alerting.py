@@ -1,0 +1,586 @@
+"""From emergency events to alert records: select, record, hand over to the sender.
+
+The handlers run inside the consumer's transaction (with `processed_events`), so each
+event is applied once. They never call the provider: they write the `alerts` rows and
+the `outbound_messages` the sender will send, and `pg_notify` the senders, which hear
+it when the transaction commits. A Kafka poll never waits for an SMS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ARRAY, Text, and_, any_, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.alerts import messages
+from services.alerts.index import TargetingIndex, search_area
+from services.alerts.models import alerts, emergencies, outbound_messages, sms_opt_outs
+from services.alerts.replies import is_reply_code
+from services.alerts.selection import Chosen, Target, first_wave_count, target_for
+from services.alerts.selection import select as select_members
+from services.alerts.settings import Settings
+from shared.consumer import Delivery
+from shared.events.alerts import AlertStoodDown
+from shared.events.catalog import EventData
+from shared.events.emergencies import (
+    Area,
+    EmergencyClosed,
+    EmergencyDeclared,
+    EmergencyEscalated,
+    EmergencyUpdated,
+)
+from shared.observability import get_logger
+from shared.outbox import add_events
+
+log = get_logger(__name__)
+
+SOURCE = "muster.alerts"
+_CHUNK = 1000
+_CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+#: answers that hold a member for an emergency (not free for another one)
+COMMITTED_RESPONSES = ("accepted", "standby", "arrived")
+
+
+def notify_channel(schema: str) -> str:
+    return f"{schema}_outbound"
+
+
+def reply_code_for(emergency_id: UUID, proposed: str | None) -> str:
+    """Dispatch's code if it has the reply-code shape (a letter, two digits), else one
+    derived from the emergency id."""
+    if proposed and is_reply_code(proposed.strip().upper()):
+        return proposed.strip().upper()
+    digest = int.from_bytes(hashlib.sha256(emergency_id.bytes).digest()[:4], "big")
+    return f"{_CODE_LETTERS[digest % 24]}{(digest // 24) % 100:02d}"
+
+
+def new_token() -> str:
+    """An unguessable answer token (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+class Alerting:
+    def __init__(self, settings: Settings, index: TargetingIndex) -> None:
+        self.settings = settings
+        self.index = index
+
+    # --- declared / escalated: select and record ---------------------------------------
+
+    async def on_declared(self, delivery: Delivery) -> None:
+        event = delivery.data
+        assert isinstance(event, EmergencyDeclared)
+        session = delivery.db
+        await self.index.ensure_ready()
+        code = reply_code_for(event.emergency_id, event.reply_code)
+        await session.execute(
+            pg_insert(emergencies)
+            .values(
+                id=event.emergency_id,
+                section=event.section,
+                title=event.title,
+                drill=event.drill,
+                severity=event.severity,
+                members_needed=event.members_needed,
+                reply_code=code,
+                facts=event.model_dump(mode="json"),
+                declared_at=event.declared_at,
+            )
+            .on_conflict_do_nothing()
+        )
+        row = (
+            await session.execute(select(emergencies).where(emergencies.c.id == event.emergency_id))
+        ).one()
+        if row.status != "active":
+            return
+        if await self._wave_recorded(session, event.emergency_id, 1):
+            log.info("first wave already recorded", emergency_id=str(event.emergency_id))
+            return
+        target = target_for(
+            section=event.section,
+            assisting_sections=event.assisting_sections,
+            area=event.area,
+            required_qualifications=event.required_qualifications,
+            severity=event.severity,
+            count=first_wave_count(event.members_needed, self.settings.over_alert_factor),
+        )
+        await self._alert_wave(
+            session, row, target, wave=1, search_radius=None, causation=delivery.envelope.id
+        )
+
+    async def on_escalated(self, delivery: Delivery) -> None:
+        event = delivery.data
+        assert isinstance(event, EmergencyEscalated)
+        session = delivery.db
+        await self.index.ensure_ready()
+        row = (
+            await session.execute(select(emergencies).where(emergencies.c.id == event.emergency_id))
+        ).one_or_none()
+        if row is None or row.status != "active":
+            log.info(
+                "escalation of an unknown or closed emergency ignored",
+                emergency_id=str(event.emergency_id),
+            )
+            return
+        if await self._wave_recorded(session, event.emergency_id, event.wave):
+            return
+        facts = EmergencyDeclared.model_validate(row.facts)
+        target = target_for(
+            section=facts.section,
+            assisting_sections=facts.assisting_sections,
+            area=facts.area,
+            required_qualifications=facts.required_qualifications,
+            severity=facts.severity,
+            count=event.count,
+            radius_m=event.radius_m,
+        )
+        await self._alert_wave(
+            session,
+            row,
+            target,
+            wave=event.wave,
+            search_radius=event.radius_m,
+            causation=delivery.envelope.id,
+        )
+
+    async def _wave_recorded(self, session: AsyncSession, emergency_id: UUID, wave: int) -> bool:
+        found = await session.execute(
+            select(alerts.c.id)
+            .where(alerts.c.emergency_id == emergency_id, alerts.c.wave == wave)
+            .limit(1)
+        )
+        return found.first() is not None
+
+    async def _alert_wave(
+        self,
+        session: AsyncSession,
+        emergency: Any,
+        target: Target,
+        *,
+        wave: int,
+        search_radius: float | None,
+        causation: str,
+    ) -> None:
+        now = datetime.now(UTC)
+        area = Area.model_validate(emergency.facts["area"])
+        candidates = await self.index.candidates(target.sections, search_area(area, search_radius))
+        ids = [c.member_id for c in candidates]
+        phones = [c.phone for c in candidates if c.phone]
+        already = set(
+            (
+                await session.execute(
+                    select(alerts.c.member_id).where(alerts.c.emergency_id == emergency.id)
+                )
+            ).scalars()
+        )
+        committed = await committed_elsewhere(session, emergency.id, ids)
+        opted_out = (
+            set(
+                (
+                    await session.execute(
+                        select(sms_opt_outs.c.phone).where(
+                            sms_opt_outs.c.phone == any_(literal(phones, ARRAY(Text)))
+                        )
+                    )
+                ).scalars()
+            )
+            if phones
+            else set()
+        )
+        chosen = select_members(
+            candidates,
+            target,
+            now,
+            live_max_age_s=self.settings.live_position_max_age_s,
+            already_alerted=already,
+            committed=committed,
+            opted_out_phones=opted_out,
+        )
+        open_elsewhere = await open_alert_members(
+            session, emergency.id, [c.member_id for c in chosen]
+        )
+        recorded = await self._record(session, emergency, chosen, wave, open_elsewhere)
+        await session.execute(
+            text("SELECT pg_notify(:c, '')"), {"c": notify_channel(self.settings.schema_name)}
+        )
+        log.info(
+            "wave recorded",
+            emergency_id=str(emergency.id),
+            wave=wave,
+            candidates=len(candidates),
+            selected=len(chosen),
+            recorded=recorded,
+            causationid=causation,
+        )
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        emergency: Any,
+        chosen: Sequence[Chosen],
+        wave: int,
+        open_elsewhere: set[UUID],
+    ) -> int:
+        facts = emergency.facts
+        base = self.settings.public_base_url.rstrip("/")
+        now = datetime.now(UTC)
+        recorded = 0
+        for start in range(0, len(chosen), _CHUNK):
+            part = chosen[start : start + _CHUNK]
+            rows: list[dict[str, Any]] = []
+            bodies: dict[UUID, tuple[str, str]] = {}
+            for c in part:
+                alert_id = uuid.uuid4()
+                token = new_token()
+                member = c.member
+                language = messages.language_of(member.language)
+                quals = sorted(
+                    q.code
+                    for q in member.qualifications
+                    if q.expires_at is None or q.expires_at >= now.date()
+                )
+                body = messages.alert_sms(
+                    language=language,
+                    title=emergency.title,
+                    distance_m=c.distance_m,
+                    members_needed=emergency.members_needed,
+                    qualifications=list(facts.get("required_qualifications") or []),
+                    drill=emergency.drill,
+                    link=f"{base}/r/{token}",
+                    reply_code=emergency.reply_code if c.member_id in open_elsewhere else None,
+                )
+                rows.append(
+                    {
+                        "id": alert_id,
+                        "emergency_id": emergency.id,
+                        "member_id": c.member_id,
+                        "wave": wave,
+                        "token": token,
+                        "phone": member.phone,
+                        "language": language,
+                        "distance_m": c.distance_m,
+                        "qualifications": quals,
+                        "created_at": now,
+                    }
+                )
+                bodies[alert_id] = (member.phone or "", body)
+            inserted = (
+                (
+                    await session.execute(
+                        pg_insert(alerts)
+                        .values(rows)
+                        .on_conflict_do_nothing()
+                        .returning(alerts.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not inserted:
+                continue
+            await session.execute(
+                outbound_messages.insert(),
+                [
+                    {
+                        "alert_id": alert_id,
+                        "kind": "alert",
+                        "phone": bodies[alert_id][0],
+                        "body": bodies[alert_id][1],
+                        "segments": messages.segments(bodies[alert_id][1]),
+                    }
+                    for alert_id in inserted
+                ],
+            )
+            recorded += len(inserted)
+        return recorded
+
+    # --- updated: staffed, call-up, changed facts --------------------------------------
+
+    async def on_updated(self, delivery: Delivery) -> None:
+        event = delivery.data
+        assert isinstance(event, EmergencyUpdated)
+        session = delivery.db
+        row = (
+            await session.execute(
+                select(emergencies).where(emergencies.c.id == event.emergency_id).with_for_update()
+            )
+        ).one_or_none()
+        if row is None or row.status != "active":
+            return
+        facts = {
+            **row.facts,
+            **event.model_dump(
+                mode="json", exclude={"staffed", "call_up", "changed", "updated_at"}
+            ),
+        }
+        await session.execute(
+            update(emergencies)
+            .where(emergencies.c.id == event.emergency_id)
+            .values(
+                title=event.title,
+                members_needed=event.members_needed,
+                facts=facts,
+                staffed=event.staffed,
+                updated_at=func.now(),
+            )
+        )
+        if event.staffed and not row.staffed:
+            await self._not_needed(session, row, delivery.envelope.id)
+        if event.call_up:
+            await self._call_up(session, row, event.call_up)
+        await session.execute(
+            text("SELECT pg_notify(:c, '')"), {"c": notify_channel(self.settings.schema_name)}
+        )
+
+    async def _not_needed(self, session: AsyncSession, emergency: Any, causation: str) -> None:
+        """Everyone alerted who has not answered: not needed any more. Alerts not yet sent
+        are simply not sent."""
+        now = datetime.now(UTC)
+        await _cancel_pending_alerts(session, emergency.id)
+        unanswered = (
+            await session.execute(
+                update(alerts)
+                .where(
+                    alerts.c.emergency_id == emergency.id,
+                    alerts.c.response.is_(None),
+                    alerts.c.stood_down_at.is_(None),
+                    alerts.c.status.in_(("sent", "delivered")),
+                )
+                .values(stood_down_at=now, stood_down_reason="not_needed")
+                .returning(alerts.c.id, alerts.c.member_id, alerts.c.phone, alerts.c.language)
+            )
+        ).all()
+        await self._follow_up(
+            session, emergency, unanswered, "not_needed", "not_needed", now, causation
+        )
+
+    async def _call_up(self, session: AsyncSession, emergency: Any, member_ids: list[UUID]) -> None:
+        base = self.settings.public_base_url.rstrip("/")
+        rows = (
+            await session.execute(
+                update(alerts)
+                .where(
+                    alerts.c.emergency_id == emergency.id,
+                    alerts.c.member_id.in_(member_ids),
+                    alerts.c.response == "standby",
+                )
+                .values(response="accepted")
+                .returning(alerts.c.id, alerts.c.phone, alerts.c.language, alerts.c.token)
+            )
+        ).all()
+        if rows:
+            await session.execute(
+                pg_insert(outbound_messages)
+                .values(
+                    [
+                        _message(
+                            r.id,
+                            "call_up",
+                            r.phone,
+                            messages.follow_up_sms(
+                                "call_up",
+                                language=r.language,
+                                title=emergency.title,
+                                drill=emergency.drill,
+                                link=f"{base}/r/{r.token}",
+                            ),
+                        )
+                        for r in rows
+                    ]
+                )
+                .on_conflict_do_nothing()
+            )
+
+    # --- closed: stand down, or correct a false alarm ----------------------------------
+
+    async def on_closed(self, delivery: Delivery) -> None:
+        event = delivery.data
+        assert isinstance(event, EmergencyClosed)
+        session = delivery.db
+        row = (
+            await session.execute(
+                select(emergencies).where(emergencies.c.id == event.emergency_id).with_for_update()
+            )
+        ).one_or_none()
+        if row is None or row.status == "closed":
+            return
+        false_alarm = event.false_alarm or event.reason == "false_alarm"
+        now = datetime.now(UTC)
+        await session.execute(
+            update(emergencies)
+            .where(emergencies.c.id == event.emergency_id)
+            .values(
+                status="closed",
+                closed_at=event.closed_at,
+                close_reason=event.reason,
+                updated_at=func.now(),
+            )
+        )
+        await _cancel_pending_alerts(session, event.emergency_id)
+        # messages not yet sent (not needed, call-up) make no sense any more
+        await session.execute(
+            update(outbound_messages)
+            .where(
+                outbound_messages.c.status == "pending",
+                outbound_messages.c.alert_id.in_(
+                    select(alerts.c.id).where(alerts.c.emergency_id == event.emergency_id)
+                ),
+            )
+            .values(status="cancelled")
+        )
+        if false_alarm:
+            condition = and_(
+                alerts.c.emergency_id == event.emergency_id,
+                alerts.c.status.in_(("sent", "delivered")),
+            )
+            kind, reason = "correction", "false_alarm"
+        else:
+            condition = and_(
+                alerts.c.emergency_id == event.emergency_id,
+                alerts.c.response.in_(COMMITTED_RESPONSES),
+                alerts.c.stood_down_at.is_(None),
+            )
+            kind, reason = "stand_down", "closed"
+        targets = (
+            await session.execute(
+                update(alerts)
+                .where(condition)
+                .values(stood_down_at=now, stood_down_reason=reason)
+                .returning(alerts.c.id, alerts.c.member_id, alerts.c.phone, alerts.c.language)
+            )
+        ).all()
+        await self._follow_up(session, row, targets, kind, reason, now, delivery.envelope.id)
+        await session.execute(
+            text("SELECT pg_notify(:c, '')"), {"c": notify_channel(self.settings.schema_name)}
+        )
+
+    async def _follow_up(
+        self,
+        session: AsyncSession,
+        emergency: Any,
+        targets: Sequence[Any],
+        kind: str,
+        reason: str,
+        now: datetime,
+        causation: str,
+    ) -> None:
+        if not targets:
+            return
+        for start in range(0, len(targets), _CHUNK):
+            part = targets[start : start + _CHUNK]
+            await session.execute(
+                pg_insert(outbound_messages)
+                .values(
+                    [
+                        _message(
+                            t.id,
+                            kind,
+                            t.phone,
+                            messages.follow_up_sms(
+                                kind,
+                                language=t.language,
+                                title=emergency.title,
+                                drill=emergency.drill,
+                            ),
+                        )
+                        for t in part
+                    ]
+                )
+                .on_conflict_do_nothing()
+            )
+        events: list[EventData] = [
+            AlertStoodDown(
+                emergency_id=emergency.id,
+                member_id=t.member_id,
+                alert_id=t.id,
+                reason=reason,
+                stood_down_at=now,
+            )
+            for t in targets
+        ]
+        await add_events(
+            session, events, source=SOURCE, correlationid=str(emergency.id), causationid=causation
+        )
+
+
+def _message(alert_id: UUID, kind: str, phone: str, body: str) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "kind": kind,
+        "phone": phone,
+        "body": body,
+        "segments": messages.segments(body),
+    }
+
+
+async def _cancel_pending_alerts(session: AsyncSession, emergency_id: UUID) -> None:
+    cancelled = (
+        (
+            await session.execute(
+                update(outbound_messages)
+                .where(
+                    outbound_messages.c.kind == "alert",
+                    outbound_messages.c.status == "pending",
+                    outbound_messages.c.alert_id.in_(
+                        select(alerts.c.id).where(alerts.c.emergency_id == emergency_id)
+                    ),
+                )
+                .values(status="cancelled")
+                .returning(outbound_messages.c.alert_id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if cancelled:
+        await session.execute(
+            update(alerts).where(alerts.c.id.in_(cancelled)).values(status="cancelled")
+        )
+
+
+async def committed_elsewhere(
+    session: AsyncSession, emergency_id: UUID, member_ids: Sequence[UUID]
+) -> set[UUID]:
+    """Members who accepted another active emergency and were not stood down there."""
+    if not member_ids:
+        return set()
+    found = await session.execute(
+        select(alerts.c.member_id)
+        .join(emergencies, emergencies.c.id == alerts.c.emergency_id)
+        .where(
+            emergencies.c.status == "active",
+            alerts.c.emergency_id != emergency_id,
+            alerts.c.response.in_(COMMITTED_RESPONSES),
+            alerts.c.stood_down_at.is_(None),
+            alerts.c.member_id == any_(literal(list(member_ids), ARRAY(PG_UUID(as_uuid=True)))),
+        )
+    )
+    return set(found.scalars())
+
+
+async def open_alert_members(
+    session: AsyncSession, emergency_id: UUID, member_ids: Sequence[UUID]
+) -> set[UUID]:
+    """Members with an open alert of another active emergency (their SMS need a code)."""
+    if not member_ids:
+        return set()
+    found = await session.execute(
+        select(alerts.c.member_id)
+        .join(emergencies, emergencies.c.id == alerts.c.emergency_id)
+        .where(
+            emergencies.c.status == "active",
+            alerts.c.emergency_id != emergency_id,
+            alerts.c.stood_down_at.is_(None),
+            alerts.c.status != "cancelled",
+            alerts.c.member_id == any_(literal(list(member_ids), ARRAY(PG_UUID(as_uuid=True)))),
+        )
+    )
+    return set(found.scalars())

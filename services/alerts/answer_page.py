@@ -1,0 +1,134 @@
+"""The web answer: `GET /r/{token}` shows the emergency and big buttons (no JavaScript,
+readable at 360 px, in the member's language); `POST /r/{token}` records the answer.
+Unknown token: 404; emergency closed: 410. Rate-limited per token and per address."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import redis.asyncio as redis
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts import messages
+from services.alerts.answers import OpenAlert, alert_by_token, record_answer
+from services.alerts.ratelimit import WindowLimit
+from services.alerts.settings import Settings
+
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+Choice = Literal["5", "10", "15", "30", "60", "no"]
+
+
+def _page(status: int, language: str, **values: Any) -> HTMLResponse:
+    lang = messages.language_of(language)
+    html = _TEMPLATES.get_template("answer.html").render(
+        lang=lang,
+        coming=messages.text(lang, "page_coming"),
+        min=messages.text(lang, "page_minutes"),
+        not_coming=messages.text(lang, "page_not_coming"),
+        **values,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def _emergency_page(target: OpenAlert, *, notice: str | None, buttons: bool) -> HTMLResponse:
+    e, a = target.emergency, target.alert
+    lang = a.language
+    facts = target.emergency.facts
+    needed = messages.text(lang, "people", n=e.members_needed)
+    if facts.get("required_qualifications"):
+        needed += " " + ", ".join(facts["required_qualifications"])
+    return _page(
+        200,
+        lang,
+        title=e.title,
+        drill=messages.text(lang, "drill") if e.drill else None,
+        description=facts.get("description") or "",
+        facts=f"{messages.text(lang, 'page_distance')}: {a.distance_m / 1000:.1f} km · "
+        f"{messages.text(lang, 'page_needed')}: {needed}",
+        notice=notice,
+        buttons=buttons,
+    )
+
+
+def answer_router(
+    settings: Settings,
+    db: Callable[[], async_sessionmaker[AsyncSession]],
+    client: Callable[[], redis.Redis],
+) -> APIRouter:
+    router = APIRouter(tags=["answer page"])
+
+    async def limited(request: Request, token: str) -> HTMLResponse | None:
+        per_token = WindowLimit(
+            client(), settings.key("rl", "token", ""), settings.answer_rate_per_token_per_min
+        )
+        per_ip = WindowLimit(
+            client(), settings.key("rl", "ip", ""), settings.answer_rate_per_ip_per_min
+        )
+        address = request.client.host if request.client else "unknown"
+        if not await per_ip.allow(address) or not await per_token.allow(token[:64]):
+            response = _page(429, "en", title="Muster", notice="Too many requests: wait a minute.")
+            response.headers["Retry-After"] = "60"
+            return response
+        return None
+
+    @router.get("/r/{token}", response_class=HTMLResponse, summary="The answer page")
+    async def show(token: str, request: Request) -> HTMLResponse:
+        if (refused := await limited(request, token)) is not None:
+            return refused
+        async with db()() as session:
+            target = await alert_by_token(session, token)
+        if target is None:
+            return _page(
+                404, "en", title="Muster", notice=messages.text("en", "page_unknown"), warn=True
+            )
+        lang = target.alert.language
+        if target.closed:
+            return _page(
+                410, lang, title=target.emergency.title, notice=messages.text(lang, "page_closed")
+            )
+        notice = None
+        if target.alert.response in ("accepted", "standby", "declined", "arrived"):
+            notice = messages.text(lang, "page_recorded")
+        return _emergency_page(target, notice=notice, buttons=True)
+
+    @router.post("/r/{token}", response_class=HTMLResponse, summary="Record the answer")
+    async def answer(
+        token: str, request: Request, choice: Annotated[Choice, Form()]
+    ) -> HTMLResponse:
+        if (refused := await limited(request, token)) is not None:
+            return refused
+        async with db()() as session, session.begin():
+            target = await alert_by_token(session, token)
+            if target is None:
+                return _page(
+                    404, "en", title="Muster", notice=messages.text("en", "page_unknown"), warn=True
+                )
+            lang = target.alert.language
+            if target.closed:
+                return _page(
+                    410,
+                    lang,
+                    title=target.emergency.title,
+                    notice=messages.text(lang, "page_closed"),
+                )
+            if choice == "no":
+                recorded = await record_answer(
+                    session, target, "declined", eta_minutes=None, channel="web"
+                )
+            else:
+                recorded = await record_answer(
+                    session, target, "accepted", eta_minutes=int(choice), channel="web"
+                )
+        notice = messages.text(lang, "page_standby" if recorded == "standby" else "page_recorded")
+        return _emergency_page(target, notice=notice, buttons=False)
+
+    return router

@@ -1,0 +1,199 @@
+"""Provider webhooks: SMS replies (`POST /sms/inbound`) and delivery callbacks
+(`POST /sms/status`), Twilio format, each checked with Twilio's `RequestValidator`
+against MUSTER_PUBLIC_BASE_URL + the path (403 otherwise, before anything changes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from services.alerts import messages
+from services.alerts.alerting import SOURCE
+from services.alerts.answers import OpenAlert, alerts_of_phone, record_answer
+from services.alerts.models import alerts, inbound_messages, outbound_messages, sms_opt_outs
+from services.alerts.replies import Reply, parse
+from services.alerts.settings import Settings
+from shared.events.alerts import AlertDelivered, AlertFailed
+from shared.observability import get_logger
+from shared.outbox import add_event
+
+log = get_logger(__name__)
+
+
+def twiml(body: str | None) -> Response:
+    reply = MessagingResponse()
+    if body:
+        reply.message(body)
+    return Response(str(reply), media_type="application/xml")
+
+
+async def verified_form(request: Request, settings: Settings) -> dict[str, str]:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    url = settings.public_base_url.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not RequestValidator(settings.twilio_auth_token).validate(
+        url, form, signature
+    ):
+        log.warning("webhook with a wrong signature refused", path=request.url.path)
+        raise HTTPException(status_code=403, detail="invalid X-Twilio-Signature")
+    return form
+
+
+async def handle_reply(
+    session: AsyncSession, phone: str, reply: Reply, now: datetime
+) -> tuple[str, str, OpenAlert | None]:
+    """What an SMS reply does: (outcome, the answer text, the alert it concerned)."""
+    mine = await alerts_of_phone(session, phone)
+    language = mine[0].alert.language if mine else "en"
+    if reply.kind == "stop":
+        await session.execute(pg_insert(sms_opt_outs).values(phone=phone).on_conflict_do_nothing())
+        return "stop", messages.text(language, "stop"), None
+    if reply.kind == "start":
+        await session.execute(sms_opt_outs.delete().where(sms_opt_outs.c.phone == phone))
+        return "start", messages.text(language, "start"), None
+    if reply.kind == "help":
+        return "help", messages.text(language, "help"), None
+    if reply.kind == "unknown":
+        return "unknown", messages.text(language, "help"), None
+    open_alerts = [a for a in mine if not a.closed and a.alert.status != "cancelled"]
+    target: OpenAlert | None = None
+    if reply.code is not None:
+        coded = [a for a in mine if a.emergency.reply_code == reply.code]
+        target = coded[0] if coded else None
+    elif len(open_alerts) == 1:
+        target = open_alerts[0]
+    elif not open_alerts and mine:
+        target = mine[0]
+    if target is None:
+        if len(open_alerts) > 1 or (reply.code is not None and open_alerts):
+            codes = sorted({a.emergency.reply_code for a in open_alerts})
+            which = messages.text(language, "which", example=codes[0], codes=", ".join(codes))
+            return "ambiguous", which, None
+        return "no_alert", messages.text(language, "no_alert"), None
+    language = target.alert.language
+    assert reply.kind in ("accepted", "declined", "arrived")
+    recorded = await record_answer(
+        session, target, reply.kind, eta_minutes=reply.eta_minutes, channel="sms", now=now
+    )
+    if recorded == "accepted":
+        eta = messages.text(language, "eta", m=reply.eta_minutes) if reply.eta_minutes else ""
+        return recorded, messages.text(language, "accepted", eta=eta), target
+    return recorded, messages.text(language, recorded), target
+
+
+def sms_router(settings: Settings, db: Callable[[], async_sessionmaker[AsyncSession]]) -> APIRouter:
+    router = APIRouter(tags=["sms"])
+
+    @router.post("/sms/inbound", summary="An SMS reply (Twilio webhook); answers in TwiML")
+    async def inbound(request: Request) -> Response:
+        form = await verified_form(request, settings)
+        phone = form.get("From", "")
+        body = form.get("Body", "")
+        if not phone:
+            raise HTTPException(status_code=422, detail="From: a sender number is required")
+        now = datetime.now(UTC)
+        async with db()() as session, session.begin():
+            outcome, answer, target = await handle_reply(session, phone, parse(body), now)
+            await session.execute(
+                inbound_messages.insert().values(
+                    provider_sid=form.get("MessageSid"),
+                    phone=phone,
+                    body=body,
+                    outcome=outcome,
+                    alert_id=target.alert.id if target else None,
+                    emergency_id=target.alert.emergency_id if target else None,
+                    received_at=now,
+                )
+            )
+        log.info(
+            "sms reply",
+            outcome=outcome,
+            alert_id=str(target.alert.id) if target else None,
+        )
+        return twiml(answer)
+
+    @router.post("/sms/status", summary="A delivery callback (Twilio StatusCallback)")
+    async def status(request: Request) -> Response:
+        form = await verified_form(request, settings)
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        state = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+        async with db()() as session, session.begin():
+            await apply_status(session, sid, state, form.get("ErrorCode"))
+        return Response(status_code=204)
+
+    return router
+
+
+async def apply_status(session: AsyncSession, sid: str, state: str, error_code: Any) -> None:
+    row = (
+        await session.execute(
+            select(outbound_messages.c.alert_id, outbound_messages.c.kind).where(
+                outbound_messages.c.provider_sid == sid
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return
+    now = datetime.now(UTC)
+    if state in ("failed", "undelivered"):
+        await session.execute(
+            update(outbound_messages)
+            .where(outbound_messages.c.provider_sid == sid)
+            .values(error=f"{state} {error_code or ''}".strip())
+        )
+    if row.kind != "alert":
+        return
+    if state == "delivered":
+        changed = (
+            await session.execute(
+                update(alerts)
+                .where(alerts.c.id == row.alert_id, alerts.c.status == "sent")
+                .values(status="delivered")
+                .returning(alerts.c.emergency_id, alerts.c.member_id)
+            )
+        ).one_or_none()
+        if changed is not None:
+            await add_event(
+                session,
+                AlertDelivered(
+                    emergency_id=changed.emergency_id,
+                    member_id=changed.member_id,
+                    alert_id=row.alert_id,
+                    delivered_at=now,
+                ),
+                source=SOURCE,
+                correlationid=str(changed.emergency_id),
+            )
+    elif state in ("failed", "undelivered"):
+        changed = (
+            await session.execute(
+                update(alerts)
+                .where(alerts.c.id == row.alert_id, alerts.c.status.in_(("sent", "delivered")))
+                .values(status="failed")
+                .returning(alerts.c.emergency_id, alerts.c.member_id)
+            )
+        ).one_or_none()
+        if changed is not None:
+            await add_event(
+                session,
+                AlertFailed(
+                    emergency_id=changed.emergency_id,
+                    member_id=changed.member_id,
+                    alert_id=row.alert_id,
+                    reason=f"{state} {error_code or ''}".strip(),
+                    permanent=True,
+                    failed_at=now,
+                ),
+                source=SOURCE,
+                correlationid=str(changed.emergency_id),
+            )

@@ -1,0 +1,268 @@
+"""What members read: SMS and page texts per language, and SMS segment counting.
+
+Texts stay in GSM-7 where the language allows (Albanian is written without ë/ç here,
+as it commonly is in SMS) so an alert fits one segment: 160 GSM-7 characters, or 70 when
+a single character forces UCS-2. The title is shortened before the link ever is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LANGUAGES = ("en", "fr", "it", "sq", "de")
+
+_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "drill": "DRILL",
+        "alert": "{drill}MUSTER {title}. {km} km. Need {needs}. "
+        "Reply YES{code} +minutes or NO{code}. {link}",
+        "people": "{n} people",
+        "accepted": "Thank you, you are expected{eta}. Reply ARRIVED on scene.",
+        "eta": " in {m} min",
+        "standby": "Thank you: enough members are on the way, you are on standby. "
+        "We will text you if you are needed.",
+        "declined": "Thank you for answering.",
+        "arrived": "Arrival noted, thank you.",
+        "not_needed": "{drill}MUSTER {title}: no longer needed, thank you.",
+        "call_up": "{drill}MUSTER {title}: you are needed now, please go. {link}",
+        "stand_down": "{drill}MUSTER {title}: stand down, it is over. Thank you.",
+        "correction": "{drill}MUSTER CORRECTION: {title} was a false alarm. Do not go.",
+        "closed": "This emergency is closed. Thank you.",
+        "help": "MUSTER: reply YES +minutes (YES 15), NO, or ARRIVED. STOP: no more SMS.",
+        "which": "You have several alerts: add the code, e.g. YES {example} 15. Codes: {codes}",
+        "no_alert": "MUSTER: you have no open alert.",
+        "stop": "You will get no more Muster SMS. Reply START to resume.",
+        "start": "Muster SMS resumed. Reply HELP for help.",
+        "page_coming": "Coming in",
+        "page_minutes": "min",
+        "page_not_coming": "Not coming",
+        "page_recorded": "Your answer is recorded. Thank you.",
+        "page_standby": "Enough members are on the way: you are on standby.",
+        "page_closed": "This emergency is closed. Thank you.",
+        "page_unknown": "This link is not valid.",
+        "page_distance": "Distance",
+        "page_needed": "Needed",
+    },
+    "fr": {
+        "drill": "EXERCICE",
+        "alert": "{drill}MUSTER {title}. {km} km. Besoin {needs}. "
+        "Repondez OUI{code} +minutes ou NON{code}. {link}",
+        "people": "{n} pers.",
+        "accepted": "Merci, vous etes attendu{eta}. Repondez ARRIVED sur place.",
+        "eta": " dans {m} min",
+        "standby": "Merci: assez de membres sont en route, vous etes en reserve. "
+        "Nous vous ecrirons si besoin.",
+        "declined": "Merci de votre reponse.",
+        "arrived": "Arrivee notee, merci.",
+        "not_needed": "{drill}MUSTER {title}: plus besoin, merci.",
+        "call_up": "{drill}MUSTER {title}: on a besoin de vous, partez. {link}",
+        "stand_down": "{drill}MUSTER {title}: fin de l'intervention. Merci.",
+        "correction": "{drill}MUSTER CORRECTION: {title} etait une fausse alerte. N'y allez pas.",
+        "closed": "Cette urgence est terminee. Merci.",
+        "help": "MUSTER: repondez OUI +minutes (OUI 15), NON, ou ARRIVED. STOP: plus de SMS.",
+        "which": "Vous avez plusieurs alertes: ajoutez le code, ex. OUI {example} 15. "
+        "Codes: {codes}",
+        "no_alert": "MUSTER: vous n'avez pas d'alerte ouverte.",
+        "stop": "Vous ne recevrez plus de SMS Muster. Repondez START pour reprendre.",
+        "start": "SMS Muster repris. Repondez HELP pour l'aide.",
+        "page_coming": "J'arrive dans",
+        "page_minutes": "min",
+        "page_not_coming": "Je ne viens pas",
+        "page_recorded": "Votre reponse est enregistree. Merci.",
+        "page_standby": "Assez de membres sont en route: vous etes en reserve.",
+        "page_closed": "Cette urgence est terminee. Merci.",
+        "page_unknown": "Ce lien n'est pas valide.",
+        "page_distance": "Distance",
+        "page_needed": "Besoin",
+    },
+    "it": {
+        "drill": "ESERCITAZIONE",
+        "alert": "{drill}MUSTER {title}. {km} km. Serve {needs}. "
+        "Rispondi SI{code} +minuti o NO{code}. {link}",
+        "people": "{n} persone",
+        "accepted": "Grazie, sei atteso{eta}. Rispondi ARRIVED sul posto.",
+        "eta": " tra {m} min",
+        "standby": "Grazie: abbastanza membri in arrivo, sei di riserva. Ti scriviamo se servi.",
+        "declined": "Grazie della risposta.",
+        "arrived": "Arrivo registrato, grazie.",
+        "not_needed": "{drill}MUSTER {title}: non serve piu, grazie.",
+        "call_up": "{drill}MUSTER {title}: servi ora, vai per favore. {link}",
+        "stand_down": "{drill}MUSTER {title}: intervento finito. Grazie.",
+        "correction": "{drill}MUSTER CORREZIONE: {title} era un falso allarme. Non andare.",
+        "closed": "Questa emergenza e chiusa. Grazie.",
+        "help": "MUSTER: rispondi SI +minuti (SI 15), NO, o ARRIVED. STOP: niente SMS.",
+        "which": "Hai piu allerte: aggiungi il codice, es. SI {example} 15. Codici: {codes}",
+        "no_alert": "MUSTER: non hai allerte aperte.",
+        "stop": "Non riceverai piu SMS Muster. Rispondi START per riprendere.",
+        "start": "SMS Muster riattivati. Rispondi HELP per aiuto.",
+        "page_coming": "Arrivo tra",
+        "page_minutes": "min",
+        "page_not_coming": "Non vengo",
+        "page_recorded": "Risposta registrata. Grazie.",
+        "page_standby": "Abbastanza membri in arrivo: sei di riserva.",
+        "page_closed": "Questa emergenza e chiusa. Grazie.",
+        "page_unknown": "Questo link non e valido.",
+        "page_distance": "Distanza",
+        "page_needed": "Serve",
+    },
+    "sq": {
+        "drill": "STERVITJE",
+        "alert": "{drill}MUSTER {title}. {km} km. Nevojiten {needs}. "
+        "Pergjigju PO{code} +minuta ose JO{code}. {link}",
+        "people": "{n} veta",
+        "accepted": "Faleminderit, ju presim{eta}. Pergjigju ARRIVED kur te arrini.",
+        "eta": " per {m} min",
+        "standby": "Faleminderit: mjaft anetare jane rruges, jeni ne rezerve. "
+        "Do t'ju shkruajme nese duhet.",
+        "declined": "Faleminderit per pergjigjen.",
+        "arrived": "Mberritja u shenua, faleminderit.",
+        "not_needed": "{drill}MUSTER {title}: nuk nevojitet me, faleminderit.",
+        "call_up": "{drill}MUSTER {title}: ju duhen tani, ju lutem shkoni. {link}",
+        "stand_down": "{drill}MUSTER {title}: nderhyrja mbaroi. Faleminderit.",
+        "correction": "{drill}MUSTER KORRIGJIM: {title} ishte alarm i rreme. Mos shkoni.",
+        "closed": "Kjo emergjence u mbyll. Faleminderit.",
+        "help": "MUSTER: pergjigju PO +minuta (PO 15), JO, ose ARRIVED. STOP: pa SMS.",
+        "which": "Keni disa alarme: shtoni kodin, p.sh. PO {example} 15. Kodet: {codes}",
+        "no_alert": "MUSTER: nuk keni alarm te hapur.",
+        "stop": "Nuk do merrni me SMS Muster. Pergjigju START per t'i rifilluar.",
+        "start": "SMS Muster rifilluan. Pergjigju HELP per ndihme.",
+        "page_coming": "Vij per",
+        "page_minutes": "min",
+        "page_not_coming": "Nuk vij",
+        "page_recorded": "Pergjigja u regjistrua. Faleminderit.",
+        "page_standby": "Mjaft anetare jane rruges: jeni ne rezerve.",
+        "page_closed": "Kjo emergjence u mbyll. Faleminderit.",
+        "page_unknown": "Kjo lidhje nuk eshte e vlefshme.",
+        "page_distance": "Distanca",
+        "page_needed": "Nevojiten",
+    },
+    "de": {
+        "drill": "UEBUNG",
+        "alert": "{drill}MUSTER {title}. {km} km. Bedarf {needs}. "
+        "Antwort JA{code} +Minuten oder NEIN{code}. {link}",
+        "people": "{n} Pers.",
+        "accepted": "Danke, Sie werden erwartet{eta}. Antwort ARRIVED vor Ort.",
+        "eta": " in {m} Min",
+        "standby": "Danke: genug Mitglieder unterwegs, Sie sind in Bereitschaft.",
+        "declined": "Danke fuer Ihre Antwort.",
+        "arrived": "Ankunft vermerkt, danke.",
+        "not_needed": "{drill}MUSTER {title}: nicht mehr noetig, danke.",
+        "call_up": "{drill}MUSTER {title}: Sie werden jetzt gebraucht. {link}",
+        "stand_down": "{drill}MUSTER {title}: Einsatz beendet. Danke.",
+        "correction": "{drill}MUSTER KORREKTUR: {title} war ein Fehlalarm. Nicht ausruecken.",
+        "closed": "Dieser Einsatz ist beendet. Danke.",
+        "help": "MUSTER: Antwort JA +Minuten (JA 15), NEIN oder ARRIVED. STOP: keine SMS.",
+        "which": "Mehrere Alarme: Code angeben, z.B. JA {example} 15. Codes: {codes}",
+        "no_alert": "MUSTER: kein offener Alarm.",
+        "stop": "Keine Muster-SMS mehr. Antwort START zum Fortsetzen.",
+        "start": "Muster-SMS wieder aktiv. Antwort HELP fuer Hilfe.",
+        "page_coming": "Ich komme in",
+        "page_minutes": "Min",
+        "page_not_coming": "Ich komme nicht",
+        "page_recorded": "Antwort gespeichert. Danke.",
+        "page_standby": "Genug Mitglieder unterwegs: Sie sind in Bereitschaft.",
+        "page_closed": "Dieser Einsatz ist beendet. Danke.",
+        "page_unknown": "Dieser Link ist nicht gueltig.",
+        "page_distance": "Entfernung",
+        "page_needed": "Bedarf",
+    },
+}
+
+
+def language_of(language: str | None) -> str:
+    code = (language or "en").split("-")[0].lower()
+    return code if code in _TEXTS else "en"
+
+
+def text(language: str | None, name: str, **values: object) -> str:
+    return _TEXTS[language_of(language)][name].format(**values)
+
+
+# --- segments -------------------------------------------------------------------------
+
+_GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    name: str  # "GSM-7" or "UCS-2"
+    units: int  # septets (extension characters count two) or UTF-16 code units
+    segments: int
+
+
+def encoding_of(body: str) -> Encoding:
+    if all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in body):
+        units = sum(2 if c in _GSM7_EXTENDED else 1 for c in body)
+        return Encoding("GSM-7", units, 1 if units <= 160 else math.ceil(units / 153))
+    units = len(body.encode("utf-16-le")) // 2
+    return Encoding("UCS-2", units, 1 if units <= 70 else math.ceil(units / 67))
+
+
+def segments(body: str) -> int:
+    return encoding_of(body).segments
+
+
+# --- the alert SMS --------------------------------------------------------------------
+
+
+def alert_sms(
+    *,
+    language: str,
+    title: str,
+    distance_m: int,
+    members_needed: int,
+    qualifications: list[str],
+    drill: bool,
+    link: str,
+    reply_code: str | None,
+) -> str:
+    """The first SMS of an emergency, shortened (title first) to one segment if it can."""
+    lang = language_of(language)
+    needs = text(lang, "people", n=members_needed)
+    if qualifications:
+        needs += " " + ",".join(qualifications)
+    km = f"{distance_m / 1000:.1f}"
+    code = f" {reply_code}" if reply_code else ""
+
+    def render(shown_title: str) -> str:
+        return text(
+            lang,
+            "alert",
+            drill=text(lang, "drill") + " " if drill else "",
+            title=shown_title,
+            km=km,
+            needs=needs,
+            code=code,
+            link=link,
+        )
+
+    body = render(title)
+    shown = title
+    while segments(body) > 1 and len(shown) > 12:
+        shown = shown[: max(12, len(shown) - max(4, (len(shown) // 5)))].rstrip()
+        body = render(shown + "...")
+    if segments(body) > 1:
+        # a character outside GSM-7 in the title forces UCS-2: keep the title's ASCII form
+        ascii_title = title.encode("ascii", "ignore").decode() or "ALERT"
+        candidate = render(ascii_title[:40])
+        if segments(candidate) < segments(body):
+            body = candidate
+    return body
+
+
+def follow_up_sms(kind: str, *, language: str, title: str, drill: bool, link: str = "") -> str:
+    """not_needed, call_up, stand_down or correction."""
+    lang = language_of(language)
+    short_title = title if len(title) <= 60 else title[:57].rstrip() + "..."
+    return text(
+        lang,
+        kind,
+        drill=text(lang, "drill") + " " if drill else "",
+        title=short_title,
+        link=link,
+    )

@@ -1,0 +1,136 @@
+"""The alerts service's tables (its own PostgreSQL schema).
+
+- `emergencies`: what alerts knows of each emergency (facts, status, staffed).
+- `alerts`: one row per member per emergency (unique), with the member's unguessable
+  answer token and their answer. Written before any SMS is attempted.
+- `outbound_messages`: every SMS to send (the alert itself and the later not-needed,
+  call-up, stand-down and correction messages), one per alert and kind (unique); the
+  sender claims them with `FOR UPDATE SKIP LOCKED`.
+- `inbound_messages`: every SMS received, parsed or not (coordinators read the rest).
+- `sms_opt_outs`: numbers that sent STOP (until START).
+- `sender_heartbeats`: which sender processes are alive (their "sending" rows are theirs).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+emergencies = Table(
+    "emergencies",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("section", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("drill", Boolean, nullable=False, server_default=text("false")),
+    Column("severity", Text, nullable=False),
+    Column("members_needed", Integer, nullable=False),
+    Column("reply_code", Text, nullable=False),
+    Column("facts", JSONB, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'active'")),
+    Column("staffed", Boolean, nullable=False, server_default=text("false")),
+    Column("close_reason", Text, nullable=True),
+    Column("declared_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("emergency_id", UUID(as_uuid=True), ForeignKey("emergencies.id"), nullable=False),
+    Column("member_id", UUID(as_uuid=True), nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("token", Text, nullable=False, unique=True),
+    Column("phone", Text, nullable=False),
+    Column("language", Text, nullable=False),
+    Column("distance_m", Integer, nullable=False),
+    Column("qualifications", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    #: the alert SMS: pending, sent, delivered, failed, cancelled
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    #: the member's answer: accepted, standby, declined, arrived (None: no answer yet)
+    Column("response", Text, nullable=True),
+    Column("eta_minutes", Integer, nullable=True),
+    Column("responded_at", DateTime(timezone=True), nullable=True),
+    Column("stood_down_at", DateTime(timezone=True), nullable=True),
+    Column("stood_down_reason", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("emergency_id", "member_id", name="alerts_once_per_member"),
+    Index("alerts_phone_idx", "phone"),
+    Index("alerts_member_idx", "member_id"),
+)
+
+outbound_messages = Table(
+    "outbound_messages",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("alert_id", UUID(as_uuid=True), ForeignKey("alerts.id"), nullable=False),
+    #: alert, not_needed, call_up, stand_down, correction
+    Column("kind", Text, nullable=False),
+    Column("phone", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("segments", Integer, nullable=False),
+    #: pending, sending, sent, failed, suppressed (opted out), cancelled
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("provider_sid", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("claimed_by", Text, nullable=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    #: resent after its sender died while it was "sending": the member may get it twice
+    Column("possible_duplicate", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("alert_id", "kind", name="outbound_once_per_kind"),
+    Index(
+        "outbound_open_idx",
+        "id",
+        postgresql_where=text("status IN ('pending', 'sending')"),
+    ),
+    Index("outbound_sid_idx", "provider_sid"),
+)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("provider_sid", Text, nullable=True),
+    Column("phone", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    #: accepted, declined, arrived, stop, start, help, unknown, ambiguous, no_alert, closed
+    Column("outcome", Text, nullable=False),
+    Column("alert_id", UUID(as_uuid=True), nullable=True),
+    Column("emergency_id", UUID(as_uuid=True), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sms_opt_outs = Table(
+    "sms_opt_outs",
+    metadata,
+    Column("phone", Text, primary_key=True),
+    Column("opted_out_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sender_heartbeats = Table(
+    "sender_heartbeats",
+    metadata,
+    Column("instance_id", Text, primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,0 +1,42 @@
+"""SMS providers: `console` (prints, the default) and `twilio` (Messages REST API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.alerts.settings import Settings
+
+
+class ProviderError(Exception):
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The provider took the message; `sid` identifies it in delivery callbacks."""
+
+    sid: str
+
+
+class Provider(Protocol):
+    name: str
+
+    async def send(self, to: str, body: str) -> Accepted:
+        """Hand one SMS over; raise ProviderError (permanent or not) when it is refused."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def provider_for(settings: Settings) -> Provider:
+    if settings.sms_provider == "twilio":
+        from services.alerts.providers.twilio import TwilioProvider
+
+        return TwilioProvider(settings)
+    from services.alerts.providers.console import ConsoleProvider
+
+    return ConsoleProvider()

@@ -1,0 +1,64 @@
+"""Twilio's Messages REST API, exactly as documented, at `TWILIO_API_BASE`.
+
+`POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json` with form fields `To`,
+`From` (or `MessagingServiceSid`, which spreads the load over a pool of numbers),
+`Body` and `StatusCallback`, HTTP basic auth (account SID, auth token). 201 returns the
+message with its `sid`. A 4xx other than 429 is permanent (invalid number, opted out:
+retrying cannot help); 429, 5xx and timeouts are transient.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from services.alerts.providers import Accepted, ProviderError
+from services.alerts.settings import Settings
+
+
+class TwilioProvider:
+    name = "twilio"
+
+    def __init__(self, settings: Settings) -> None:
+        self._sid = settings.twilio_account_sid
+        self._url = (
+            f"{settings.twilio_api_base.rstrip('/')}/2010-04-01/Accounts/{self._sid}/Messages.json"
+        )
+        self._from = settings.twilio_from_number
+        self._service = settings.twilio_messaging_service_sid
+        self._callback = f"{settings.public_base_url.rstrip('/')}/sms/status"
+        self._client = httpx.AsyncClient(
+            auth=(settings.twilio_account_sid, settings.twilio_auth_token),
+            timeout=settings.sms_timeout_s,
+            limits=httpx.Limits(max_connections=settings.sender_concurrency * 2),
+        )
+
+    async def send(self, to: str, body: str) -> Accepted:
+        form = {"To": to, "Body": body, "StatusCallback": self._callback}
+        if self._service:
+            form["MessagingServiceSid"] = self._service
+        else:
+            form["From"] = self._from
+        try:
+            response = await self._client.post(self._url, data=form)
+        except httpx.TimeoutException as exc:
+            raise ProviderError(f"timeout: {type(exc).__name__}", permanent=False) from exc
+        except httpx.TransportError as exc:
+            raise ProviderError(f"transport: {type(exc).__name__}", permanent=False) from exc
+        if response.status_code in (200, 201):
+            return Accepted(str(response.json()["sid"]))
+        reason = _reason(response)
+        permanent = 400 <= response.status_code < 500 and response.status_code != 429
+        raise ProviderError(reason, permanent=permanent)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+        return (
+            f"{response.status_code} {payload.get('code', '')} {payload.get('message', '')}".strip()
+        )
+    except ValueError:
+        return f"{response.status_code} {response.text[:200]}"
