@@ -117,7 +117,7 @@ async def make_section(client: httpx.AsyncClient, code: str | None = None, **ext
     return code
 
 
-def member_body(section: str, **extra: object) -> dict[str, object]:
+def member_body(section: str, /, **extra: object) -> dict[str, object]:
     body: dict[str, object] = {
         "section": section,
         "full_name": "Arta Hoxha",
