@@ -1,18 +1,76 @@
-"""The dispatch service's FastAPI app and its Kafka wiring."""
+"""The dispatch service's FastAPI app and its Kafka wiring.
+
+Besides the HTTP API, each instance runs: the board consumer (muster.alerts and
+muster.responses, one consumer group), the escalation scheduler, the summary publisher,
+the webhook deliverer and the board feed listener. All of them coordinate through
+PostgreSQL (row locks with SKIP LOCKED, advisory locks, LISTEN/NOTIFY), so several
+instances can run side by side.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 from fastapi import FastAPI
 
+from services.dispatch import board_store
+from services.dispatch.api import make_verifier, router
+from services.dispatch.availability import SummaryPublisher
+from services.dispatch.escalation import EscalationScheduler
+from services.dispatch.live import BoardFeed
 from services.dispatch.settings import Settings
+from services.dispatch.subscriptions import WebhookDeliverer
+from shared.consumer import Delivery
+from shared.events.alerts import AlertDelivered, AlertFailed, AlertSent, AlertStoodDown
+from shared.events.responses import ResponseReceived
+from shared.events.topics import ALERTS, RESPONSES
 from shared.service import ServiceRuntime, create_app
+
+BOARD_EVENTS = (AlertSent, AlertDelivered, AlertFailed, AlertStoodDown, ResponseReceived)
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings)
-    return create_app(
+    handler: Callable[[Delivery], Awaitable[None]] = partial(board_store.on_event, settings)
+    runtime.consume(
+        topics=[ALERTS, RESPONSES],
+        handlers={event.event_type: handler for event in BOARD_EVENTS},
+        transactional=True,
+    )
+    feed = BoardFeed(settings.database_url, board_store.channel(settings))
+    loops: list[BoardFeed | EscalationScheduler | SummaryPublisher | WebhookDeliverer] = [
+        feed,
+        EscalationScheduler(runtime.db, settings),
+        SummaryPublisher(runtime.db, settings),
+        WebhookDeliverer(runtime.db, settings),
+    ]
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start_loops() -> None:
+        for loop in loops:
+            tasks.append(asyncio.create_task(loop.run(), name=type(loop).__name__))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(feed.listening.wait(), 10)
+
+    async def stop_loops() -> None:
+        for loop in loops:
+            loop.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
+
+    app = create_app(
         runtime,
         title="Muster dispatch",
-        description="The registry of trained dispatch, sections and staff accounts.",
+        description="Emergencies, the live response board, escalation, and availability "
+        "summaries for authorities.",
+        routers=[router],
+        on_startup=[start_loops],
+        on_shutdown=[stop_loops],
     )
+    app.state.verifier = make_verifier(settings)
+    app.state.board_feed = feed
+    return app

@@ -1,4 +1,4 @@
-"""Configuration of the dispatch service (every variable is documented in the README)."""
+"""Configuration of the dispatch service (every variable is listed in docs/dispatch.md)."""
 
 from __future__ import annotations
 
@@ -11,3 +11,62 @@ class Settings(MusterSettings):
     service_name: str = "dispatch"
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("DISPATCH_HOST"))
     port: int = Field(8003, validation_alias=AliasChoices("DISPATCH_PORT"))
+
+    #: two-person rule: a circle wider than this needs a second coordinator's approval
+    approval_radius_m: int = Field(
+        10_000, ge=100, validation_alias=AliasChoices("DISPATCH_APPROVAL_RADIUS_M")
+    )
+    #: two-person rule: more members than this expected to be alerted needs approval
+    approval_members: int = Field(
+        500, ge=1, validation_alias=AliasChoices("DISPATCH_APPROVAL_MEMBERS")
+    )
+    #: expected reach = members_needed x this (alerts over-alerts: not everyone says yes)
+    over_alert_factor: float = Field(
+        3.0, ge=1.0, validation_alias=AliasChoices("DISPATCH_OVER_ALERT_FACTOR")
+    )
+
+    escalation_delay_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("DISPATCH_ESCALATION_DELAY_S")
+    )
+    escalation_delay_extreme_s: float = Field(
+        120.0, gt=0, validation_alias=AliasChoices("DISPATCH_ESCALATION_DELAY_EXTREME_S")
+    )
+    #: each wave's radius is the previous one times this, capped at the maximum
+    escalation_radius_factor: float = Field(
+        2.0, gt=1.0, validation_alias=AliasChoices("DISPATCH_ESCALATION_RADIUS_FACTOR")
+    )
+    escalation_max_radius_m: int = Field(
+        50_000, ge=100, validation_alias=AliasChoices("DISPATCH_ESCALATION_MAX_RADIUS_M")
+    )
+    #: how often the scheduler looks for due escalation steps
+    scheduler_poll_s: float = Field(
+        0.5, gt=0, validation_alias=AliasChoices("DISPATCH_SCHEDULER_POLL_S")
+    )
+
+    #: at most one availability summary per emergency per this many seconds
+    summary_min_interval_s: float = Field(
+        1.0, ge=0, validation_alias=AliasChoices("DISPATCH_SUMMARY_MIN_INTERVAL_S")
+    )
+
+    #: consecutive failed deliveries after which a subscription is paused
+    webhook_max_failures: int = Field(
+        10, ge=1, validation_alias=AliasChoices("DISPATCH_WEBHOOK_MAX_FAILURES")
+    )
+    webhook_retry_base_s: float = Field(
+        1.0, gt=0, validation_alias=AliasChoices("DISPATCH_WEBHOOK_RETRY_BASE_S")
+    )
+    webhook_retry_max_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("DISPATCH_WEBHOOK_RETRY_MAX_S")
+    )
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, validation_alias=AliasChoices("DISPATCH_WEBHOOK_TIMEOUT_S")
+    )
+
+    #: the CAP <sender> of the alerts dispatch publishes
+    cap_sender: str = Field(
+        "dispatch@muster.invalid", validation_alias=AliasChoices("DISPATCH_CAP_SENDER")
+    )
+    #: members_needed of an emergency declared from a CAP alert that does not say
+    cap_members_needed: int = Field(
+        5, ge=1, validation_alias=AliasChoices("DISPATCH_CAP_MEMBERS_NEEDED")
+    )

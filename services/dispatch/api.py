@@ -1,0 +1,522 @@
+"""The dispatch HTTP API: emergencies, the board and its live stream, summaries, CAP,
+subscriptions, the audit log.
+
+Access: a coordinator of the emergency's section or an admin runs an emergency; an
+authority of the section reads its summary (and its CAP document) only; anyone else
+gets 404 for an emergency of another section, so its existence does not leak.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+from sse_starlette.sse import EventSourceResponse
+
+from services.dispatch import audit, availability, board_store, cap, emergencies, subscriptions
+from services.dispatch.live import BoardFeed
+from services.dispatch.models import emergencies as emergencies_table
+from services.dispatch.schemas import (
+    AuditEntryOut,
+    BoardOut,
+    CancelRequest,
+    CloseRequest,
+    EmergencyCreate,
+    EmergencyOut,
+    EmergencyPatch,
+    SubscriptionCreate,
+    SubscriptionOut,
+)
+from services.dispatch.settings import Settings
+from shared.auth import Principal, TokenVerifier, principal_dependency, require_role
+from shared.events.availability import AvailabilitySummary
+
+router = APIRouter()
+
+current_principal = principal_dependency(lambda request: request.app.state.verifier)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.runtime.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.runtime.db() as session:
+        yield session
+
+
+def make_verifier(settings: Settings) -> TokenVerifier:
+    return TokenVerifier(settings.jwks_url)
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, "no such emergency")
+
+
+async def _visible(
+    session: AsyncSession, principal: Principal, emergency_id: uuid.UUID, *roles: str
+) -> Row[Any]:
+    """The emergency if the principal's sections include it (else 404), and then 403
+    unless the principal has one of `roles`."""
+    row = await emergencies.get(session, emergency_id)
+    if row is None or not emergencies.visible_to(principal, row):
+        raise _not_found()
+    require_role(principal, *roles)  # type: ignore[arg-type]
+    return row
+
+
+def _out(row: Row[Any]) -> EmergencyOut:
+    return EmergencyOut.model_validate(dict(row._mapping))
+
+
+def _conflict(exc: Exception) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+
+
+@router.post(
+    "/emergencies",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EmergencyOut,
+    tags=["emergencies"],
+    summary="Declare an emergency (held as pending_approval when large)",
+)
+async def declare(
+    body: EmergencyCreate,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> EmergencyOut:
+    require_role(principal, "coordinator", "admin")
+    if not emergencies.may_run(principal, body.section):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"you are not a coordinator of section {body.section}"
+        )
+    async with session.begin():
+        row = await emergencies.declare(session, settings, principal, body)
+    return _out(row)
+
+
+@router.get("/emergencies", response_model=list[EmergencyOut], tags=["emergencies"])
+async def list_emergencies(
+    status_filter: str | None = Query(
+        None, alias="status", pattern="^(pending_approval|active|closed)$"
+    ),
+    section: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> list[EmergencyOut]:
+    require_role(principal, "coordinator", "admin")
+    query = select(emergencies_table).order_by(emergencies_table.c.created_at.desc()).limit(limit)
+    if not principal.is_admin:
+        query = query.where(emergencies_table.c.section.in_(principal.sections))
+    if status_filter:
+        query = query.where(emergencies_table.c.status == status_filter)
+    if section:
+        query = query.where(emergencies_table.c.section == section)
+    return [_out(row) for row in (await session.execute(query)).all()]
+
+
+@router.get("/emergencies/{emergency_id}", response_model=EmergencyOut, tags=["emergencies"])
+async def get_emergency(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> EmergencyOut:
+    return _out(await _visible(session, principal, emergency_id, "coordinator", "admin"))
+
+
+@router.patch("/emergencies/{emergency_id}", response_model=EmergencyOut, tags=["emergencies"])
+async def patch_emergency(
+    emergency_id: uuid.UUID,
+    patch: EmergencyPatch,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> EmergencyOut:
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        try:
+            row = await emergencies.update(session, settings, principal, emergency_id, patch)
+        except emergencies.Conflict as exc:
+            raise _conflict(exc) from exc
+    return _out(row)
+
+
+@router.post("/emergencies/{emergency_id}/close", response_model=EmergencyOut, tags=["emergencies"])
+async def close_emergency(
+    emergency_id: uuid.UUID,
+    body: CloseRequest | None = None,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> EmergencyOut:
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        row = await emergencies.close(
+            session, settings, principal, emergency_id, reason="resolved",
+            note=body.note if body else "",
+        )  # fmt: skip
+    return _out(row)
+
+
+@router.post(
+    "/emergencies/{emergency_id}/cancel",
+    response_model=EmergencyOut,
+    tags=["emergencies"],
+    summary="Cancel at once; false_alarm sends every alerted member a correction",
+)
+async def cancel_emergency(
+    emergency_id: uuid.UUID,
+    body: CancelRequest | None = None,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> EmergencyOut:
+    body = body or CancelRequest()
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        row = await emergencies.close(
+            session, settings, principal, emergency_id,
+            reason="false_alarm" if body.false_alarm else "cancelled", note=body.note,
+        )  # fmt: skip
+    return _out(row)
+
+
+@router.post(
+    "/emergencies/{emergency_id}/approve",
+    response_model=EmergencyOut,
+    tags=["emergencies"],
+    summary="Second person: approve an emergency held as pending_approval",
+)
+async def approve_emergency(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> EmergencyOut:
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        try:
+            row = await emergencies.approve(session, settings, principal, emergency_id)
+        except emergencies.Forbidden as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+        except emergencies.Conflict as exc:
+            raise _conflict(exc) from exc
+    return _out(row)
+
+
+@router.get("/emergencies/{emergency_id}/board", response_model=BoardOut, tags=["board"])
+async def get_board(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> dict[str, Any]:
+    row = await _visible(session, principal, emergency_id, "coordinator", "admin")
+    rows = await board_store.all_rows(session, emergency_id, row.members_needed)
+    return {
+        "emergency_id": emergency_id,
+        "members_needed": row.members_needed,
+        "staffed": row.staffed,
+        "rows": [board_store.row_json(r) for r in rows],
+    }
+
+
+@router.get(
+    "/emergencies/{emergency_id}/stream",
+    tags=["board"],
+    summary="Server-Sent Events: a `board` snapshot, then one `row` event per change",
+)
+async def stream_board(
+    request: Request,
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> EventSourceResponse:
+    row = await _visible(session, principal, emergency_id, "coordinator", "admin")
+    feed: BoardFeed = request.app.state.board_feed
+    queue = feed.subscribe(emergency_id)
+    snapshot = await board_store.all_rows(session, emergency_id, row.members_needed)
+    await session.close()
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            yield {
+                "event": "board",
+                "data": json.dumps(
+                    {"emergency_id": str(emergency_id),
+                     "rows": [board_store.row_json(r) for r in snapshot]}
+                ),
+            }  # fmt: skip
+            while True:
+                change = await queue.get()
+                yield {"event": "row", "data": json.dumps(change)}
+        finally:
+            feed.unsubscribe(emergency_id, queue)
+
+    return EventSourceResponse(events(), ping=15)
+
+
+@router.get(
+    "/emergencies/{emergency_id}/summary",
+    response_model=AvailabilitySummary,
+    tags=["summaries"],
+    summary="Counts for authorities: no names, phone numbers or member ids",
+)
+async def get_summary(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> AvailabilitySummary:
+    row = await _visible(session, principal, emergency_id, "coordinator", "admin", "authority")
+    return await availability.current(session, row)
+
+
+@router.get(
+    "/emergencies/{emergency_id}/cap",
+    tags=["cap"],
+    summary="The emergency as an OASIS CAP 1.2 alert",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+async def get_cap(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> Response:
+    row = await _visible(session, principal, emergency_id, "coordinator", "admin", "authority")
+    document = cap.render(dict(row._mapping), sender=settings.cap_sender)
+    return Response(document, media_type="application/cap+xml")
+
+
+def _cap_error(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid CAP alert: {detail}")
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
+
+
+@router.post(
+    "/emergencies/cap",
+    tags=["cap"],
+    summary="Declare, update or cancel from an OASIS CAP 1.2 alert (XML body)",
+    responses={201: {"model": EmergencyOut}, 200: {"model": EmergencyOut}},
+)
+async def post_cap(
+    request: Request,
+    response: Response,
+    section: str | None = Query(None, description="when the alert has no muster:section"),
+    members_needed: int | None = Query(None, ge=1, le=10_000),
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> EmergencyOut:
+    document = await request.body()
+    try:
+        alert = cap.parse(document)
+    except cap.CapError as exc:
+        raise _cap_error(str(exc)) from exc
+    async with session.begin():
+        if alert.msg_type == "Alert":
+            row = await _cap_declare(session, settings, principal, alert, section, members_needed)
+            response.status_code = status.HTTP_201_CREATED if row[1] else status.HTTP_200_OK
+            return _out(row[0])
+        target = await _cap_target(session, principal, alert)
+        if alert.msg_type == "Cancel":
+            closed = await emergencies.close(
+                session, settings, principal, target.id, reason="cancelled",
+                note=f"CAP Cancel {alert.identifier}",
+            )  # fmt: skip
+            return _out(closed)
+        fields = {k: v for k, v in alert.declaration().items()
+                  if k in ("title", "description", "category", "severity", "urgency", "area")
+                  and v not in (None, "")}  # fmt: skip
+        try:
+            patch = EmergencyPatch.model_validate(fields)
+        except ValidationError as exc:
+            raise _cap_error(_validation_detail(exc)) from exc
+        try:
+            updated = await emergencies.update(session, settings, principal, target.id, patch)
+        except emergencies.Conflict as exc:
+            raise _conflict(exc) from exc
+        return _out(updated)
+
+
+async def _cap_declare(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    alert: cap.CapAlert,
+    section: str | None,
+    members_needed: int | None,
+) -> tuple[Row[Any], bool]:
+    """(the emergency, newly created); a resent Alert returns the first one."""
+    require_role(principal, "coordinator", "admin", "authority")
+    existing = (
+        await session.execute(
+            select(emergencies_table).where(
+                emergencies_table.c.cap_sender == alert.sender,
+                emergencies_table.c.cap_identifier == alert.identifier,
+            )
+        )
+    ).first()
+    if existing is not None:
+        if not emergencies.visible_to(principal, existing):
+            raise _not_found()
+        return existing, False
+    body = alert.declaration()
+    body.setdefault("section", section or _only_section(principal))
+    body.setdefault("members_needed", members_needed or settings.cap_members_needed)
+    try:
+        declaration = EmergencyCreate.model_validate(body)
+    except ValidationError as exc:
+        raise _cap_error(_validation_detail(exc)) from exc
+    if not principal.can_act_for(declaration.section):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"you do not act for section {declaration.section}"
+        )
+    row = await emergencies.declare(
+        session, settings, principal, declaration, origin="cap", cap_sender=alert.sender,
+        cap_identifier=alert.identifier, force_approval=principal.role == "authority",
+    )  # fmt: skip
+    return row, True
+
+
+def _only_section(principal: Principal) -> str | None:
+    return next(iter(principal.sections)) if len(principal.sections) == 1 else None
+
+
+async def _cap_target(session: AsyncSession, principal: Principal, alert: cap.CapAlert) -> Row[Any]:
+    for reference in alert.references:
+        row = (
+            await session.execute(
+                select(emergencies_table).where(
+                    emergencies_table.c.cap_sender == reference.sender,
+                    emergencies_table.c.cap_identifier == reference.identifier,
+                )
+            )
+        ).first()
+        if row is None:
+            continue
+        if not emergencies.visible_to(principal, row):
+            raise _not_found()
+        if principal.role == "authority" and row.cap_sender != alert.sender:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "an authority may only update its own CAP alerts"
+            )
+        return row
+    raise _cap_error(
+        f"{alert.msg_type} references no alert Muster knows: "
+        + ", ".join(f"{r.sender},{r.identifier}" for r in alert.references)
+    )
+
+
+@router.get("/audit", response_model=list[AuditEntryOut], tags=["audit"])
+async def get_audit(
+    emergency_id: uuid.UUID | None = None,
+    action: str | None = None,
+    after_id: int = Query(0, ge=0),
+    limit: int = Query(200, ge=1, le=1000),
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> list[dict[str, Any]]:
+    require_role(principal, "admin")
+    return await audit.entries(
+        session, emergency_id=emergency_id, action=action, after_id=after_id, limit=limit
+    )
+
+
+def _subscription_out(row: Row[Any], pending: int = 0) -> SubscriptionOut:
+    return SubscriptionOut.model_validate({**row._mapping, "pending_deliveries": pending})
+
+
+async def _own_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> Row[Any]:
+    require_role(principal, "admin", "authority")
+    row = await subscriptions.get(session, subscription_id)
+    if row is None or not principal.can_act_for(row.section):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such subscription")
+    return row
+
+
+@router.post(
+    "/subscriptions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubscriptionOut,
+    tags=["subscriptions"],
+    summary="Register a webhook for a section's availability summaries (HMAC-signed)",
+)
+async def create_subscription(
+    body: SubscriptionCreate,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> SubscriptionOut:
+    require_role(principal, "admin", "authority")
+    if not principal.can_act_for(body.section):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"you do not act for section {body.section}")
+    async with session.begin():
+        row = await subscriptions.create(
+            session, section=body.section, url=body.url, secret=body.secret,
+            created_by=principal.account_id,
+        )  # fmt: skip
+    return _subscription_out(row)
+
+
+@router.get("/subscriptions", response_model=list[SubscriptionOut], tags=["subscriptions"])
+async def list_subscriptions(
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> list[SubscriptionOut]:
+    require_role(principal, "admin", "authority")
+    rows = await subscriptions.listing(
+        session, None if principal.is_admin else set(principal.sections)
+    )
+    return [_subscription_out(r, await subscriptions.pending_count(session, r.id)) for r in rows]
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/resume",
+    response_model=SubscriptionOut,
+    tags=["subscriptions"],
+    summary="Un-pause a subscription and re-send what is queued",
+)
+async def resume_subscription(
+    subscription_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> SubscriptionOut:
+    async with session.begin():
+        await _own_subscription(session, principal, subscription_id)
+        await subscriptions.resume(session, subscription_id)
+        row = await subscriptions.get(session, subscription_id)
+    assert row is not None
+    return _subscription_out(row)
+
+
+@router.delete(
+    "/subscriptions/{subscription_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["subscriptions"],
+)
+async def delete_subscription(
+    subscription_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> Response:
+    async with session.begin():
+        await _own_subscription(session, principal, subscription_id)
+        await subscriptions.delete(session, subscription_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

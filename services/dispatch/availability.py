@@ -1,0 +1,124 @@
+"""Publishing availability summaries: on change, at most once a second per emergency.
+
+The board marks an emergency's `summary_state` dirty in its own transaction; this loop
+takes dirty emergencies whose last summary is older than the minimum interval (rows
+locked with SKIP LOCKED, so several instances share the work without doubles), computes
+the summary, and, when the counts differ from the last one published, writes the
+`availability.summary` event to the outbox and one webhook delivery per subscription of
+the section, in one transaction. The debounce state lives in PostgreSQL, so it holds
+across instances and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.dispatch import board_store, subscriptions, summaries
+from services.dispatch.models import emergencies, summary_state
+from services.dispatch.settings import Settings
+from shared.events.availability import AvailabilitySummary
+from shared.observability import get_logger
+from shared.outbox import add_event
+
+log = get_logger(__name__)
+
+
+async def current(session: AsyncSession, emergency: Row[Any]) -> AvailabilitySummary:
+    rows = await board_store.all_rows(session, emergency.id, emergency.members_needed)
+    return summaries.summarize(
+        rows,
+        emergency_id=emergency.id,
+        section=emergency.section,
+        drill=emergency.drill,
+        needed=emergency.members_needed,
+        declared_at=emergency.declared_at,
+        updated_at=datetime.now(UTC),
+    )
+
+
+async def publish_due(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, limit: int = 50
+) -> int:
+    """Publish the summaries that are due; return how many were published."""
+    published = 0
+    async with sessionmaker() as session, session.begin():
+        interval = settings.summary_min_interval_s
+        due = (
+            await session.execute(
+                select(summary_state)
+                .where(
+                    summary_state.c.dirty,
+                    or_(
+                        summary_state.c.last_published_at.is_(None),
+                        summary_state.c.last_published_at
+                        <= func.now() - func.make_interval(0, 0, 0, 0, 0, 0, interval),
+                    ),
+                )
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for state in due:
+            emergency = (
+                await session.execute(
+                    select(emergencies).where(emergencies.c.id == state.emergency_id)
+                )
+            ).one()
+            summary = await current(session, emergency)
+            digest = summaries.digest(summary)
+            values: dict[str, Any] = {"dirty": False}
+            if digest != state.last_digest:
+                envelope = await add_event(
+                    session, summary, source=settings.service_name,
+                    correlationid=str(emergency.id),
+                )  # fmt: skip
+                await subscriptions.enqueue(
+                    session, emergency.section, emergency.id, envelope.id,
+                    summary.model_dump_json(),
+                )  # fmt: skip
+                values |= {"last_digest": digest, "last_published_at": datetime.now(UTC)}
+                published += 1
+            await session.execute(
+                summary_state.update()
+                .where(summary_state.c.emergency_id == state.emergency_id)
+                .values(**values)
+            )
+    return published
+
+
+async def mark_dirty(session: AsyncSession, emergency_id: uuid.UUID) -> None:
+    await session.execute(
+        summary_state.update()
+        .where(summary_state.c.emergency_id == emergency_id)
+        .values(dirty=True)
+    )
+
+
+class SummaryPublisher:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        pause = min(0.25, max(0.05, self._settings.summary_min_interval_s / 4))
+        while not self._stopping.is_set():
+            try:
+                await publish_due(self._sessionmaker, self._settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("summary publisher error, retrying", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)

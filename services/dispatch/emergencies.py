@@ -1,0 +1,359 @@
+"""An emergency's life: declare (or hold for approval), approve, update, close, cancel.
+
+Service functions take the session first and hold no HTTP; the caller owns the
+transaction. Every change writes its event to the outbox and its audit entry in that
+same transaction, and takes the emergency's advisory lock first, so the board consumer,
+the escalation scheduler and the API never interleave on one emergency (always lock
+order: advisory lock, then rows).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatch import audit, escalation
+from services.dispatch.models import emergencies, summary_state
+from services.dispatch.schemas import AreaIn, EmergencyCreate, EmergencyPatch
+from services.dispatch.settings import Settings
+from shared.auth import Principal
+from shared.events.emergencies import (
+    EmergencyClosed,
+    EmergencyDeclared,
+    EmergencyUpdated,
+)
+from shared.outbox import add_event
+
+#: no 0/O, 1/I, 5/S, 8/B, 2/Z, 6/G: easy to read back and type on a phone keypad; with no
+#: vowels but A, E, U and no S, no code spells a reply word (YES, NON, OUI...)
+REPLY_CODE_ALPHABET = "ACDEFHJKLMNPRTUVWXY3479"
+REPLY_CODE_LENGTH = 3
+PATCHABLE = (
+    "title", "description", "category", "severity", "urgency", "area",
+    "required_qualifications", "members_needed", "assisting_sections", "languages",
+)  # fmt: skip
+
+
+class Conflict(Exception):
+    """The emergency is not in a state that allows this (e.g. already closed)."""
+
+
+class Forbidden(Exception):
+    """The principal may see the emergency but not do this to it."""
+
+
+def lock_key(emergency_id: uuid.UUID) -> int:
+    return int.from_bytes(emergency_id.bytes[:8], "big", signed=True)
+
+
+async def lock(session: AsyncSession, emergency_id: uuid.UUID) -> None:
+    """Serialise every writer of one emergency until the transaction ends."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(emergency_id)})
+
+
+async def get(session: AsyncSession, emergency_id: uuid.UUID) -> Row[Any] | None:
+    return (
+        await session.execute(select(emergencies).where(emergencies.c.id == emergency_id))
+    ).one_or_none()
+
+
+def visible_to(principal: Principal, row: Row[Any]) -> bool:
+    return principal.can_act_for(row.section)
+
+
+def may_run(principal: Principal, section: str) -> bool:
+    """Declare, change, close: a coordinator of the section, or an admin."""
+    return principal.is_admin or (principal.role == "coordinator" and section in principal.sections)
+
+
+@dataclass(frozen=True)
+class Reach:
+    radius_m: int
+    expected_members: int
+
+
+def expected_reach(area: AreaIn, members_needed: int, settings: Settings) -> Reach:
+    """Expected members alerted = members_needed x the over-alert factor (an estimate:
+    dispatch does not know the member map; alerts does)."""
+    return Reach(area.reach_m(), math.ceil(members_needed * settings.over_alert_factor))
+
+
+def needs_approval(reach: Reach, settings: Settings) -> bool:
+    return (
+        reach.radius_m > settings.approval_radius_m
+        or reach.expected_members > settings.approval_members
+    )
+
+
+def facts(row: Row[Any]) -> dict[str, Any]:
+    """The EmergencyFacts fields of an emergency row (for declared / updated events)."""
+    return {
+        "emergency_id": row.id,
+        "section": row.section,
+        "assisting_sections": list(row.assisting_sections),
+        "title": row.title,
+        "description": row.description,
+        "category": row.category,
+        "severity": row.severity,
+        "urgency": row.urgency,
+        "drill": row.drill,
+        "area": row.area,
+        "required_qualifications": list(row.required_qualifications),
+        "members_needed": row.members_needed,
+        "languages": list(row.languages),
+        "status": row.status,
+        "reply_code": row.reply_code,
+    }
+
+
+def new_reply_code() -> str:
+    return "".join(secrets.choice(REPLY_CODE_ALPHABET) for _ in range(REPLY_CODE_LENGTH))
+
+
+async def declare(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    body: EmergencyCreate,
+    *,
+    origin: str = "api",
+    cap_sender: str | None = None,
+    cap_identifier: str | None = None,
+    force_approval: bool = False,
+) -> Row[Any]:
+    """Create the emergency: active at once, or `pending_approval` when it is large (or
+    came from an authority's CAP alert, `force_approval`)."""
+    reach = expected_reach(body.area, body.members_needed, settings)
+    held = force_approval or needs_approval(reach, settings)
+    emergency_id = uuid.uuid4()
+    values = {
+        "id": emergency_id,
+        "section": body.section,
+        "assisting_sections": body.assisting_sections,
+        "title": body.title,
+        "description": body.description,
+        "category": body.category,
+        "severity": body.severity,
+        "urgency": body.urgency,
+        "drill": body.drill,
+        "area": body.area.as_event_area(),
+        "required_qualifications": body.required_qualifications,
+        "members_needed": body.members_needed,
+        "languages": body.languages,
+        "status": "pending_approval" if held else "active",
+        "needs_approval": held,
+        "created_by": principal.account_id,
+        "origin": origin,
+        "cap_sender": cap_sender,
+        "cap_identifier": cap_identifier,
+    }
+    for _ in range(20):
+        values["reply_code"] = new_reply_code()
+        try:
+            async with session.begin_nested():
+                await session.execute(emergencies.insert().values(**values))
+            break
+        except IntegrityError:
+            continue  # that code is in use by an open emergency: draw another
+    else:
+        raise Conflict("no free reply code: too many open emergencies")
+    await lock(session, emergency_id)
+    await audit.record(
+        session,
+        action="declared" if not held else "held_for_approval",
+        emergency_id=emergency_id,
+        actor=principal,
+        diff={k: v for k, v in values.items() if k not in ("id",)}
+        | {"expected_members": reach.expected_members, "reach_m": reach.radius_m},
+    )
+    await session.execute(summary_state.insert().values(emergency_id=emergency_id, dirty=False))
+    if not held:
+        await _activate(session, settings, emergency_id)
+    row = await get(session, emergency_id)
+    assert row is not None
+    return row
+
+
+async def _activate(session: AsyncSession, settings: Settings, emergency_id: uuid.UUID) -> None:
+    """Active from now: freeze the escalation plan, publish `declared`, arm the first step."""
+    row = await get(session, emergency_id)
+    assert row is not None
+    now = datetime.now(UTC)
+    area = AreaIn.model_validate(row.area)
+    plan = escalation.plan_waves(
+        area.reach_m(),
+        severity=row.severity,
+        delay_s=settings.escalation_delay_s,
+        delay_extreme_s=settings.escalation_delay_extreme_s,
+        factor=settings.escalation_radius_factor,
+        max_radius_m=settings.escalation_max_radius_m,
+    )
+    await session.execute(
+        emergencies.update()
+        .where(emergencies.c.id == emergency_id)
+        .values(
+            status="active",
+            declared_at=now,
+            updated_at=now,
+            escalation_plan=[w.as_json() for w in plan],
+        )
+    )
+    row = await get(session, emergency_id)
+    assert row is not None
+    await add_event(
+        session,
+        EmergencyDeclared(**facts(row), declared_at=now),
+        source=settings.service_name,
+        correlationid=str(emergency_id),
+    )
+    await escalation.arm_next(session, emergency_id, now)
+
+
+async def approve(
+    session: AsyncSession, settings: Settings, principal: Principal, emergency_id: uuid.UUID
+) -> Row[Any]:
+    """The second person: an admin or another coordinator of the section, never the
+    declarer."""
+    await lock(session, emergency_id)
+    row = await get(session, emergency_id)
+    assert row is not None
+    if row.status != "pending_approval":
+        raise Conflict(f"the emergency is {row.status}, not pending_approval")
+    if principal.account_id == row.created_by:
+        raise Forbidden("the declarer cannot approve their own emergency: ask a second coordinator")
+    if not may_run(principal, row.section):
+        raise Forbidden("only a coordinator of the section or an admin can approve")
+    now = datetime.now(UTC)
+    await session.execute(
+        emergencies.update()
+        .where(emergencies.c.id == emergency_id)
+        .values(approved_by=principal.account_id, approved_at=now)
+    )
+    await audit.record(session, action="approved", emergency_id=emergency_id, actor=principal)
+    await _activate(session, settings, emergency_id)
+    row = await get(session, emergency_id)
+    assert row is not None
+    return row
+
+
+async def update(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    emergency_id: uuid.UUID,
+    patch: EmergencyPatch,
+) -> Row[Any]:
+    from services.dispatch import board_store
+
+    await lock(session, emergency_id)
+    row = await get(session, emergency_id)
+    assert row is not None
+    if row.status == "closed":
+        raise Conflict("the emergency is closed; declare a new one")
+    given = patch.model_dump(exclude_unset=True)
+    changes: dict[str, Any] = {}
+    for name in PATCHABLE:
+        if name not in given or given[name] is None:
+            continue
+        value = patch.area.as_event_area() if name == "area" and patch.area else given[name]
+        if value != getattr(row, name):
+            changes[name] = value
+    if not changes:
+        return row
+    now = datetime.now(UTC)
+    await session.execute(
+        emergencies.update()
+        .where(emergencies.c.id == emergency_id)
+        .values(**changes, updated_at=now, version=row.version + 1)
+    )
+    await audit.record(
+        session,
+        action="updated",
+        emergency_id=emergency_id,
+        actor=principal,
+        diff={name: {"from": getattr(row, name), "to": value} for name, value in changes.items()},
+    )
+    updated = await get(session, emergency_id)
+    assert updated is not None
+    if updated.status == "active":
+        await add_event(
+            session,
+            EmergencyUpdated(
+                **facts(updated), staffed=updated.staffed, changed=sorted(changes), updated_at=now
+            ),
+            source=settings.service_name,
+            correlationid=str(emergency_id),
+        )
+        if "members_needed" in changes:
+            await board_store.requota(session, settings, emergency_id, cause="members_needed")
+    updated = await get(session, emergency_id)
+    assert updated is not None
+    return updated
+
+
+async def close(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal | None,
+    emergency_id: uuid.UUID,
+    *,
+    reason: str = "resolved",
+    note: str = "",
+) -> Row[Any]:
+    """Close (resolved), cancel, or cancel as a false alarm (every alerted member gets a
+    correction). Idempotent on an already closed emergency."""
+    await lock(session, emergency_id)
+    row = await get(session, emergency_id)
+    assert row is not None
+    if row.status == "closed":
+        return row
+    now = datetime.now(UTC)
+    await session.execute(
+        emergencies.update()
+        .where(emergencies.c.id == emergency_id)
+        .values(
+            status="closed",
+            closed_at=now,
+            close_reason=reason,
+            updated_at=now,
+            version=row.version + 1,
+        )
+    )
+    await escalation.disarm(session, emergency_id)
+    await audit.record(
+        session,
+        action="closed",
+        emergency_id=emergency_id,
+        actor=principal,
+        diff={"reason": reason, "note": note, "from_status": row.status},
+    )
+    if row.declared_at is not None:  # never declared (still pending): nobody was alerted
+        await add_event(
+            session,
+            EmergencyClosed(
+                emergency_id=emergency_id,
+                reason=reason,
+                false_alarm=reason == "false_alarm",
+                drill=row.drill,
+                closed_at=now,
+            ),
+            source=settings.service_name,
+            correlationid=str(emergency_id),
+        )
+        await session.execute(
+            summary_state.update()
+            .where(summary_state.c.emergency_id == emergency_id)
+            .values(dirty=True)
+        )
+    closed = await get(session, emergency_id)
+    assert closed is not None
+    return closed
