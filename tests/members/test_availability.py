@@ -29,7 +29,7 @@ async def test_counts_follow_the_rules(members_service: MembersUnderTest) -> Non
             return str(r.json()["id"])
 
         await member(location=NEAR, qualifications=valid)  # counts, FIRST_AID
-        await member(location=NEAR, qualifications=expired + [{"code": "SAR"}])  # counts, SAR
+        await member(location=NEAR, qualifications=[*expired, {"code": "SAR"}])  # counts, SAR
         suspended = await member(location=NEAR)
         await admin.patch(f"/members/{suspended}", json={"status": "suspended"})
         await member(location=NEAR, consent={"alerts": False})
