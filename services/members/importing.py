@@ -36,7 +36,7 @@ from services.members.qualifications import known_codes
 from services.members.schemas import ImportReport, MemberIn, RowError
 from services.members.snapshots import build_snapshot
 from shared.auth import Principal
-from shared.events.members import MemberChanged
+from shared.events.catalog import EventData
 from shared.observability import get_logger
 from shared.outbox import add_events
 
@@ -161,11 +161,13 @@ def parse_csv(text: str, *, max_rows: int) -> tuple[list[ParsedRow], list[RowErr
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in KNOWN_COLUMNS]
     if missing or unknown:
-        errors = [
+        header_errors = [
             RowError(row=0, line=1, column=c, reason="required column missing") for c in missing
         ]
-        errors += [RowError(row=0, line=1, column=c, reason="unknown column") for c in unknown]
-        return [], errors
+        header_errors += [
+            RowError(row=0, line=1, column=c, reason="unknown column") for c in unknown
+        ]
+        return [], header_errors
     parsed: list[ParsedRow] = []
     errors: list[RowError] = []
     first_row_of_phone: dict[str, int] = {}
@@ -271,7 +273,7 @@ async def import_rows(
     now = datetime.now(UTC)
     member_rows: list[dict[str, Any]] = []
     qualification_rows: list[dict[str, Any]] = []
-    snapshots: list[MemberChanged] = []
+    snapshots: list[EventData] = []
     for r in rows:
         language, timezone = section_info[r.member.section]
         member_id = uuid.uuid4()

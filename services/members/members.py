@@ -4,7 +4,7 @@ adds the member's full snapshot to the outbox in the same transaction (no HTTP h
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -118,8 +118,10 @@ async def find_member(
     return (await session.execute(query)).first()
 
 
-def to_out(row: Row[Any] | Any, qualifications: Iterable[dict[str, Any]]) -> MemberOut:
-    m = row._mapping if hasattr(row, "_mapping") else row
+def to_out(
+    row: Row[Any] | Mapping[str, Any], qualifications: Iterable[dict[str, Any]]
+) -> MemberOut:
+    m: Mapping[str, Any] = dict(row._mapping) if isinstance(row, Row) else row
     home = PositionOut(lat=m["home_lat"], lon=m["home_lon"]) if m["home_lat"] is not None else None
     live = (
         PositionOut(lat=m["live_lat"], lon=m["live_lon"], at=m["live_at"])
@@ -214,7 +216,7 @@ async def change_member(
     held_after = (await load_qualifications(session, [member_id]))[member_id]
     now = _now()
     new = build_snapshot(
-        after._mapping,
+        dict(after._mapping),
         held_after,
         timezone=after.timezone,
         version=after.version + 1,
@@ -224,7 +226,7 @@ async def change_member(
         emit = publish(before, after)
     else:
         old = build_snapshot(
-            before._mapping,
+            dict(before._mapping),
             held_before,
             timezone=before.timezone,
             version=before.version,
