@@ -143,7 +143,7 @@ class Script:
                 language="sq",
                 qualifications=list(qualifications),
                 sent_at=self.t0 + timedelta(seconds=at),
-            )  # fmt: skip
+            )
         )
 
     def delivered(self, member: uuid.UUID, at: float) -> Envelope:
@@ -153,7 +153,7 @@ class Script:
                 member_id=member,
                 alert_id=self._alert(member),
                 delivered_at=self.t0 + timedelta(seconds=at),
-            )  # fmt: skip
+            )
         )
 
     def failed(self, member: uuid.UUID, at: float) -> Envelope:
@@ -164,7 +164,7 @@ class Script:
                 alert_id=self._alert(member),
                 reason="invalid number",
                 failed_at=self.t0 + timedelta(seconds=at),
-            )  # fmt: skip
+            )
         )
 
     def stood_down(self, member: uuid.UUID, at: float) -> Envelope:
@@ -175,7 +175,7 @@ class Script:
                 alert_id=self._alert(member),
                 reason="not_needed",
                 stood_down_at=self.t0 + timedelta(seconds=at),
-            )  # fmt: skip
+            )
         )
 
     def answer(self, member: uuid.UUID, answer: str, at: float, eta: int | None = None) -> Envelope:
@@ -188,5 +188,5 @@ class Script:
                 eta_minutes=eta,
                 channel="sms",  # type: ignore[arg-type]
                 responded_at=self.t0 + timedelta(seconds=at),
-            )  # fmt: skip
+            )
         )

@@ -63,7 +63,7 @@ INVALID = [
                             [19.50, 40.70],
                         ]
                     ],
-                }  # fmt: skip
+                }
             }
         },
         ["area", "polygon"],
