@@ -26,8 +26,10 @@ def to_e164(raw: str, default_region: str | None = None) -> str:
         raise PhoneError(
             "not a phone number: write it in international form, e.g. +355691234567"
         ) from exc
-    if not phonenumbers.is_valid_number(number):
+    # number_type is UNKNOWN exactly when is_valid_number is false: one lookup, not two
+    kind = phonenumbers.number_type(number)
+    if kind == PhoneNumberType.UNKNOWN:
         raise PhoneError("not a valid phone number for its country")
-    if phonenumbers.number_type(number) not in _REACHABLE:
+    if kind not in _REACHABLE:
         raise PhoneError("not a mobile number: alerts go by SMS")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
