@@ -33,7 +33,8 @@ INSERT INTO members (id, section, status, full_name, phone, email, language, ava
     unavailable_until, home_lat, home_lon, live_lat, live_lon, live_at,
     consent_alerts, consent_at, version)
 SELECT gen_random_uuid(), 'IT',
-       CASE WHEN random() < 0.9 THEN 'active' WHEN random() < 0.5 THEN 'suspended' ELSE 'expelled' END,
+       CASE WHEN random() < 0.9 THEN 'active'
+            WHEN random() < 0.5 THEN 'suspended' ELSE 'expelled' END,
        'Member ' || i, '+3933' || lpad(i::text, 8, '0'), NULL, 'it',
        CASE WHEN random() < 0.8 THEN 'available' ELSE 'unavailable' END,
        NULL, p.lat, p.lon,

@@ -135,10 +135,12 @@ async def main() -> None:
         f"{import_s:.2f} s = {rows / import_s:,.0f} rows/s"
     )
     print(
-        f"  validation alone (in-process parse_csv): {validate_s:.2f} s = {rows / validate_s:,.0f} rows/s"
+        f"  validation alone (in-process parse_csv): {validate_s:.2f} s"
+        f" = {rows / validate_s:,.0f} rows/s"
     )
     print(
-        f"  until every snapshot is on Kafka: {published_s:.2f} s = {rows / published_s:,.0f} rows/s"
+        f"  until every snapshot is on Kafka: {published_s:.2f} s"
+        f" = {rows / published_s:,.0f} rows/s"
     )
 
 
