@@ -3,6 +3,7 @@ of its own), with a bootstrap admin; tests create what they need through its API
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import ConsumerRecord
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -132,3 +134,29 @@ def member_body(section: str, /, **extra: object) -> dict[str, object]:
     }
     body.update(extra)
     return body
+
+
+async def snapshots_of(
+    svc: MembersUnderTest, member_id: str, count: int, *, settle_s: float = 1.0
+) -> list[dict[str, object]]:
+    """The member's snapshots as a real consumer reads them from Kafka, in offset order
+    (its partition's order): wait for `count`, then a little longer to see extras."""
+    from shared.events.envelope import decode
+    from shared.events.topics import MEMBERS_STATE
+    from tests.support.kafka import read_records
+
+    key = member_id.encode()
+
+    def mine(records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        return [r for r in records if r.key == key and r.value is not None]
+
+    topic = [svc.topic(MEMBERS_STATE)]
+    await read_records(svc.bootstrap, topic, until=lambda rs: len(mine(rs)) >= count)
+    await asyncio.sleep(settle_s)
+    records = await read_records(
+        svc.bootstrap, topic, until=lambda rs: len(mine(rs)) > count, timeout_s=settle_s + 2
+    )
+    envelopes = [decode(r.value, r.headers, r.key) for r in mine(records)]
+    assert {e.type for e in envelopes} <= {"muster.member.changed.v1"}
+    assert all(e.subject == member_id and e.source == "muster.members" for e in envelopes)
+    return [e.data for e in envelopes]

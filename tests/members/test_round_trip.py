@@ -3,15 +3,14 @@ Kafka by a real consumer, in order per member (versions increase)."""
 
 from __future__ import annotations
 
-from shared.events.topics import MEMBERS_STATE
 from tests.members.conftest import (
     MembersUnderTest,
     login,
     make_section,
     member_body,
+    snapshots_of,
     unique_phone,
 )
-from tests.support.kafka import read_events
 
 
 async def _coordinator(svc: MembersUnderTest, sections: list[str]) -> str:
@@ -81,13 +80,9 @@ async def test_round_trip_with_snapshots_in_order(members_service: MembersUnderT
         final = renamed.json()
         assert final["version"] == 1 + len(steps)
 
-    events = await read_events(
-        svc.bootstrap, [svc.topic(MEMBERS_STATE)], count=len(steps) + 1, settle_s=1.0
-    )
-    mine = [e for e in events if e.subject == member_id]
-    assert [e.data["version"] for e in mine] == list(range(1, len(steps) + 2))
-    assert all(e.type == "muster.member.changed.v1" for e in mine)
-    first, *rest = [e.data for e in mine]
+    mine = await snapshots_of(svc, member_id, len(steps) + 1)
+    assert [e["version"] for e in mine] == list(range(1, len(steps) + 2))
+    first, *rest = mine
     assert first["phone"] == phone and first["section"] == section
     assert first["timezone"] == "Europe/Tirane"
     assert first["consent_alerts"] is True
@@ -121,8 +116,7 @@ async def test_live_location_burst_is_coalesced(members_service: MembersUnderTes
         assert after.json()["location"]["live"]["lat"] == 45.01
         assert after.json()["version"] == 3
 
-    events = await read_events(svc.bootstrap, [svc.topic(MEMBERS_STATE)], count=3, settle_s=1.0)
-    mine = [e.data for e in events if e.subject == member_id]
+    mine = await snapshots_of(svc, member_id, 3)
     assert [d["version"] for d in mine] == [1, 2, 3]
     assert mine[1]["live"]["lat"] == 45.0
     assert mine[2]["live"]["lat"] == 45.01
