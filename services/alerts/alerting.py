@@ -352,7 +352,7 @@ class Alerting:
                     alerts.c.emergency_id == emergency.id,
                     alerts.c.response.is_(None),
                     alerts.c.stood_down_at.is_(None),
-                    alerts.c.status.in_(("sent", "delivered")),
+                    alerts.c.status.not_in(("cancelled", "failed")),
                 )
                 .values(stood_down_at=now, stood_down_reason="not_needed")
                 .returning(alerts.c.id, alerts.c.member_id, alerts.c.phone, alerts.c.language)
@@ -439,7 +439,7 @@ class Alerting:
         if false_alarm:
             condition = and_(
                 alerts.c.emergency_id == event.emergency_id,
-                alerts.c.status.in_(("sent", "delivered")),
+                alerts.c.status.not_in(("cancelled", "failed")),
             )
             kind, reason = "correction", "false_alarm"
         else:

@@ -84,15 +84,15 @@ async def record_answer(
         already_in = alert.response in ("accepted", "arrived")
         if target.emergency.staffed and not already_in:
             standby, recorded = True, "standby"
-    await session.execute(
-        update(alerts)
-        .where(alerts.c.id == alert.id)
-        .values(
-            response=recorded,
-            eta_minutes=eta_minutes if answer == "accepted" else None,
-            responded_at=now,
-        )
-    )
+    values: dict[str, Any] = {
+        "response": recorded,
+        "eta_minutes": eta_minutes if answer == "accepted" else None,
+        "responded_at": now,
+    }
+    if answer != "declined":
+        # told "not needed" and then said yes: on standby, to be stood down at the close
+        values.update(stood_down_at=None, stood_down_reason=None)
+    await session.execute(update(alerts).where(alerts.c.id == alert.id).values(**values))
     await add_event(
         session,
         ResponseReceived(

@@ -34,7 +34,9 @@ from tests.support.processes import start_service
 NEAR = SearchArea(CENTRE[0], CENTRE[1], 5000)
 
 
-def index_for(client: redis.Redis, prefix: str, bootstrap: str = "127.0.0.1:9092") -> TargetingIndex:
+def index_for(
+    client: redis.Redis, prefix: str, bootstrap: str = "127.0.0.1:9092"
+) -> TargetingIndex:
     settings = Settings(redis_prefix=prefix, topic_prefix=prefix, kafka_bootstrap_servers=bootstrap)
     return TargetingIndex(client, settings)
 
