@@ -34,6 +34,21 @@ async def test_round_trip_with_snapshots_in_order(members_service: MembersUnderT
     svc = members_service
     async with svc.admin() as admin:
         section = await make_section(admin, timezone="Europe/Tirane", language="sq")
+        added = await admin.post("/qualifications", json={"code": "BOAT", "name": "Boat crew"})
+        assert added.status_code in (201, 409)
+        again = await admin.post("/qualifications", json={"code": "BOAT", "name": "Boat crew"})
+        assert again.status_code == 409
+        catalogue = {q["code"] for q in (await admin.get("/qualifications")).json()}
+        assert {
+            "FIRST_AID",
+            "CPR",
+            "SAR",
+            "ICS_100",
+            "ICS_200",
+            "SCHOOL_SAFETY",
+            "DRIVER",
+        } < catalogue
+        assert "BOAT" in catalogue
         jwks = (await admin.get("/.well-known/jwks.json")).json()
         assert jwks["keys"] and jwks["keys"][0]["kty"] == "RSA"
         assert section in [s["code"] for s in (await admin.get("/sections")).json()]
@@ -58,7 +73,7 @@ async def test_round_trip_with_snapshots_in_order(members_service: MembersUnderT
             (
                 "POST",
                 f"/members/{member_id}/qualifications",
-                {"code": "SAR", "issued_at": "2025-01-01", "expires_at": "2030-01-01"},
+                {"code": "BOAT", "issued_at": "2025-01-01", "expires_at": "2030-01-01"},
             ),
             ("DELETE", f"/members/{member_id}/qualifications/FIRST_AID", None),
             (
@@ -89,8 +104,9 @@ async def test_round_trip_with_snapshots_in_order(members_service: MembersUnderT
     assert [q["code"] for q in first["qualifications"]] == ["FIRST_AID"]
     assert "full_name" not in first and "email" not in first
     assert rest[0]["status"] == "suspended" and rest[1]["status"] == "active"
-    assert [q["code"] for q in rest[2]["qualifications"]] == ["FIRST_AID", "SAR"]
-    assert [q["code"] for q in rest[3]["qualifications"]] == ["SAR"]
+    assert [q["code"] for q in rest[2]["qualifications"]] == ["BOAT", "FIRST_AID"]
+    assert rest[2]["qualifications"][0]["expires_at"] == "2030-01-01"
+    assert [q["code"] for q in rest[3]["qualifications"]] == ["BOAT"]
     assert rest[4]["availability"] == "unavailable"
     assert rest[4]["unavailable_until"].startswith("2030-01-01T08:00")
     assert rest[5]["home"]["lat"] == 41.0 and rest[5]["live"] is None
