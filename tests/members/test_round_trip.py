@@ -136,3 +136,30 @@ async def test_live_location_burst_is_coalesced(members_service: MembersUnderTes
     assert [d["version"] for d in mine] == [1, 2, 3]
     assert mine[1]["live"]["lat"] == 45.0
     assert mine[2]["live"]["lat"] == 45.01
+
+
+async def test_concurrent_changes_publish_every_version_in_order(
+    members_service: MembersUnderTest,
+) -> None:
+    """Twenty changes of one member sent at once: versions 2..21 on Kafka, no gap, no
+    reordering, and the last snapshot is the member's final state."""
+    import asyncio
+
+    svc = members_service
+    async with svc.admin() as admin:
+        section = await make_section(admin)
+        member_id = (await admin.post("/members", json=member_body(section))).json()["id"]
+
+        async def change(i: int) -> int:
+            body = {"quiet_hours": {"start": f"{i:02d}:00", "end": f"{i:02d}:30"}}
+            return (await admin.patch(f"/members/{member_id}", json=body)).status_code
+
+        assert set(await asyncio.gather(*(change(i) for i in range(20)))) == {200}
+        final = (await admin.get(f"/members/{member_id}")).json()
+    assert final["version"] == 21
+    mine = await snapshots_of(svc, member_id, 21)
+    assert [d["version"] for d in mine] == list(range(1, 22))
+    assert mine[-1]["quiet_hours"] == {
+        "start": final["quiet_hours"]["start"],
+        "end": final["quiet_hours"]["end"],
+    }
