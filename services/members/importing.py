@@ -15,6 +15,7 @@ Columns (header row required, order free): `section`, `full_name`, `phone`, `ema
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -346,7 +347,8 @@ async def import_members(request: Request, principal: Staff, db: Db, cfg: Config
         text = await _read_csv(request)
     except BadRow as exc:
         return _refused([RowError(row=0, line=0, column=exc.column, reason=exc.reason)])
-    rows, errors = parse_csv(text, max_rows=cfg.import_max_rows)
+    # a big file takes seconds to validate: off the event loop, so other requests go on
+    rows, errors = await asyncio.to_thread(parse_csv, text, max_rows=cfg.import_max_rows)
     if errors:
         return _refused(errors)
     try:
