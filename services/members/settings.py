@@ -28,7 +28,7 @@ class Settings(MusterSettings):
     token_ttl_s: int = Field(3600, ge=60, validation_alias=AliasChoices("MUSTER_TOKEN_TTL_S"))
     #: a live position older than this falls back to the home position
     live_location_max_age_s: int = Field(
-        3600, ge=1, validation_alias=AliasChoices("MUSTER_LIVE_LOCATION_MAX_AGE_S")
+        1800, ge=1, validation_alias=AliasChoices("MUSTER_LIVE_LOCATION_MAX_AGE_S")
     )
     #: live-location coalescing: no new snapshot while the member moved less than this...
     location_min_move_m: float = Field(
