@@ -69,10 +69,11 @@ def _start_local_stack() -> Infra:
         raise RuntimeError(
             "the local stack did not start: read the output above and the logs in .local/logs"
         )
+    env = os.environ
     return Infra(
-        "127.0.0.1:9092",
-        "postgresql+asyncpg://muster@127.0.0.1:5432/muster",
-        "redis://127.0.0.1:6379/0",
+        f"127.0.0.1:{env.get('KAFKA_PORT', '9092')}",
+        f"postgresql+asyncpg://muster@127.0.0.1:{env.get('PGPORT', '5432')}/muster",
+        f"redis://127.0.0.1:{env.get('REDIS_PORT', '6379')}/0",
         "local stack",
     )
 
