@@ -9,7 +9,9 @@ it when the transaction commits. A Kafka poll never waits for an SMS.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -44,7 +46,32 @@ from shared.outbox import add_events
 log = get_logger(__name__)
 
 SOURCE = "muster.alerts"
-_CHUNK = 1000
+_CHUNK = 5000
+_INSERT_ALERTS = text(
+    """
+    INSERT INTO alerts (id, emergency_id, member_id, wave, token, phone, language,
+                        distance_m, qualifications, created_at)
+    SELECT u.id, :emergency_id, u.member_id, :wave, u.token, u.phone, u.language,
+           u.distance_m, u.quals::jsonb, :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:members AS uuid[]), CAST(:tokens AS text[]),
+                CAST(:phones AS text[]), CAST(:languages AS text[]),
+                CAST(:distances AS integer[]), CAST(:quals AS text[]))
+         WITH ORDINALITY AS u(id, member_id, token, phone, language, distance_m, quals, n)
+    ORDER BY u.n
+    ON CONFLICT DO NOTHING
+    RETURNING id
+    """
+)
+_INSERT_ALERT_SMS = text(
+    """
+    INSERT INTO outbound_messages (alert_id, kind, phone, body, segments)
+    SELECT u.alert_id, 'alert', u.phone, u.body, u.segments
+    FROM unnest(CAST(:alert_ids AS uuid[]), CAST(:phones AS text[]), CAST(:bodies AS text[]),
+                CAST(:segments AS integer[]))
+         WITH ORDINALITY AS u(alert_id, phone, body, segments, n)
+    ORDER BY u.n
+    """
+)
 _CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 #: answers that hold a member for an emergency (not free for another one)
 COMMITTED_RESPONSES = ("accepted", "standby", "arrived")
@@ -170,6 +197,7 @@ class Alerting:
         causation: str,
     ) -> None:
         now = datetime.now(UTC)
+        started = time.perf_counter()
         area = Area.model_validate(emergency.facts["area"])
         candidates = await self.index.candidates(target.sections, search_area(area, search_radius))
         ids = [c.member_id for c in candidates]
@@ -204,6 +232,7 @@ class Alerting:
             committed=committed,
             opted_out_phones=opted_out,
         )
+        selected_s = time.perf_counter() - started
         open_elsewhere = await open_alert_members(
             session, emergency.id, [c.member_id for c in chosen]
         )
@@ -218,6 +247,8 @@ class Alerting:
             candidates=len(candidates),
             selected=len(chosen),
             recorded=recorded,
+            selection_ms=round(selected_s * 1000, 1),
+            total_ms=round((time.perf_counter() - started) * 1000, 1),
             causationid=causation,
         )
 
@@ -229,77 +260,75 @@ class Alerting:
         wave: int,
         open_elsewhere: set[UUID],
     ) -> int:
+        """Insert the alert rows and their SMS, nearest first (the sender sends in id
+        order), skipping members another instance recorded meanwhile (unique row)."""
         facts = emergency.facts
         base = self.settings.public_base_url.rstrip("/")
         now = datetime.now(UTC)
+        today = now.date()
+        required = list(facts.get("required_qualifications") or [])
         recorded = 0
         for start in range(0, len(chosen), _CHUNK):
             part = chosen[start : start + _CHUNK]
-            rows: list[dict[str, Any]] = []
-            bodies: dict[UUID, tuple[str, str]] = {}
-            for c in part:
-                alert_id = uuid.uuid4()
-                token = new_token()
-                member = c.member
-                language = messages.language_of(member.language)
-                quals = sorted(
-                    q.code
-                    for q in member.qualifications
-                    if q.expires_at is None or q.expires_at >= now.date()
-                )
-                body = messages.alert_sms(
+            ids = [uuid.uuid4() for _ in part]
+            tokens = [new_token() for _ in part]
+            languages = [messages.language_of(c.member.language) for c in part]
+            bodies = [
+                messages.alert_sms(
                     language=language,
                     title=emergency.title,
                     distance_m=c.distance_m,
                     members_needed=emergency.members_needed,
-                    qualifications=list(facts.get("required_qualifications") or []),
+                    qualifications=required,
                     drill=emergency.drill,
                     link=f"{base}/r/{token}",
                     reply_code=emergency.reply_code if c.member_id in open_elsewhere else None,
                 )
-                rows.append(
-                    {
-                        "id": alert_id,
-                        "emergency_id": emergency.id,
-                        "member_id": c.member_id,
-                        "wave": wave,
-                        "token": token,
-                        "phone": member.phone,
-                        "language": language,
-                        "distance_m": c.distance_m,
-                        "qualifications": quals,
-                        "created_at": now,
-                    }
-                )
-                bodies[alert_id] = (member.phone or "", body)
-            inserted = (
-                (
-                    await session.execute(
-                        pg_insert(alerts)
-                        .values(rows)
-                        .on_conflict_do_nothing()
-                        .returning(alerts.c.id)
+                for c, token, language in zip(part, tokens, languages, strict=True)
+            ]
+            quals = [
+                json.dumps(
+                    sorted(
+                        q.code
+                        for q in c.member.qualifications
+                        if q.expires_at is None or q.expires_at >= today
                     )
                 )
-                .scalars()
-                .all()
+                for c in part
+            ]
+            phones = [c.member.phone or "" for c in part]
+            inserted = set(
+                (
+                    await session.execute(
+                        _INSERT_ALERTS,
+                        {
+                            "emergency_id": emergency.id,
+                            "wave": wave,
+                            "now": now,
+                            "ids": ids,
+                            "members": [c.member_id for c in part],
+                            "tokens": tokens,
+                            "phones": phones,
+                            "languages": languages,
+                            "distances": [c.distance_m for c in part],
+                            "quals": quals,
+                        },
+                    )
+                ).scalars()
             )
-            if not inserted:
+            keep = [i for i, alert_id in enumerate(ids) if alert_id in inserted]
+            if not keep:
                 continue
             await session.execute(
-                outbound_messages.insert(),
-                [
-                    {
-                        "alert_id": alert_id,
-                        "kind": "alert",
-                        "phone": bodies[alert_id][0],
-                        "body": bodies[alert_id][1],
-                        "segments": messages.segments(bodies[alert_id][1]),
-                    }
-                    for alert_id in inserted
-                ],
+                _INSERT_ALERT_SMS,
+                {
+                    "alert_ids": [ids[i] for i in keep],
+                    "phones": [phones[i] for i in keep],
+                    "bodies": [bodies[i] for i in keep],
+                    "segments": [messages.segments(bodies[i]) for i in keep],
+                },
             )
-            recorded += len(inserted)
+            recorded += len(keep)
         return recorded
 
     # --- updated: staffed, call-up, changed facts --------------------------------------
