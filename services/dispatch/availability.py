@@ -1,11 +1,12 @@
 """Publishing availability summaries: on change, at most once a second per emergency.
 
-The board marks an emergency's `summary_state` dirty in its own transaction; this loop
-takes dirty emergencies whose last summary is older than the minimum interval (rows
-locked with SKIP LOCKED, so several instances share the work without doubles), computes
-the summary, and, when the counts differ from the last one published, writes the
-`availability.summary` event to the outbox and one webhook delivery per subscription of
-the section, in one transaction. The debounce state lives in PostgreSQL, so it holds
+Every board change inserts a row in `summary_marks` in its own transaction (an insert
+never waits on this loop's locks). This loop takes marked emergencies whose last summary
+is older than the minimum interval (their `summary_state` row locked with SKIP LOCKED,
+so several instances share the work without doubles), computes the summary, and, when
+the counts differ from the last one published, writes the `availability.summary` event
+to the outbox and one webhook delivery per subscription of the section, and deletes
+the marks it has covered, in one transaction. The debounce state lives in PostgreSQL, so it holds
 across instances and restarts.
 """
 
@@ -13,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatch import board_store, subscriptions, summaries
-from services.dispatch.models import emergencies, summary_state
+from services.dispatch.models import emergencies, summary_marks, summary_state
 from services.dispatch.settings import Settings
 from shared.events.availability import AvailabilitySummary
 from shared.observability import get_logger
@@ -50,31 +50,36 @@ async def publish_due(
     """Publish the summaries that are due; return how many were published."""
     published = 0
     async with sessionmaker() as session, session.begin():
-        interval = settings.summary_min_interval_s
-        due = (
+        marked = (
             await session.execute(
-                select(summary_state)
-                .where(
-                    summary_state.c.dirty,
-                    or_(
-                        summary_state.c.last_published_at.is_(None),
-                        summary_state.c.last_published_at
-                        <= func.now() - func.make_interval(0, 0, 0, 0, 0, 0, interval),
-                    ),
-                )
+                select(summary_marks.c.emergency_id, func.array_agg(summary_marks.c.id))
+                .group_by(summary_marks.c.emergency_id)
                 .limit(limit)
-                .with_for_update(skip_locked=True)
             )
         ).all()
-        for state in due:
-            emergency = (
+        for emergency_id, mark_ids in marked:
+            interval = timedelta(seconds=settings.summary_min_interval_s)
+            state = (
                 await session.execute(
-                    select(emergencies).where(emergencies.c.id == state.emergency_id)
+                    select(summary_state)
+                    .where(
+                        summary_state.c.emergency_id == emergency_id,
+                        or_(
+                            summary_state.c.last_published_at.is_(None),
+                            summary_state.c.last_published_at <= func.now() - interval,
+                        ),
+                    )
+                    .with_for_update(skip_locked=True)
                 )
+            ).one_or_none()
+            if state is None:
+                continue  # published less than the interval ago, or another instance has it
+            emergency = (
+                await session.execute(select(emergencies).where(emergencies.c.id == emergency_id))
             ).one()
+            # read after the marks: every change a mark stands for is visible here
             summary = await current(session, emergency)
             digest = summaries.digest(summary)
-            values: dict[str, Any] = {"dirty": False}
             if digest != state.last_digest:
                 envelope = await add_event(
                     session, summary, source=settings.service_name,
@@ -84,22 +89,16 @@ async def publish_due(
                     session, emergency.section, emergency.id, envelope.id,
                     summary.model_dump_json(),
                 )  # fmt: skip
-                values |= {"last_digest": digest, "last_published_at": datetime.now(UTC)}
+                await session.execute(
+                    summary_state.update()
+                    .where(summary_state.c.emergency_id == emergency_id)
+                    .values(last_digest=digest, last_published_at=datetime.now(UTC))
+                )
                 published += 1
             await session.execute(
-                summary_state.update()
-                .where(summary_state.c.emergency_id == state.emergency_id)
-                .values(**values)
+                summary_marks.delete().where(summary_marks.c.id.in_(list(mark_ids)))
             )
     return published
-
-
-async def mark_dirty(session: AsyncSession, emergency_id: uuid.UUID) -> None:
-    await session.execute(
-        summary_state.update()
-        .where(summary_state.c.emergency_id == emergency_id)
-        .values(dirty=True)
-    )
 
 
 class SummaryPublisher:

@@ -22,15 +22,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.dispatch import audit, board, emergencies, escalation
-from services.dispatch.models import board_rows, summary_state
+from services.dispatch.models import board_rows
 from services.dispatch.models import emergencies as emergencies_table
 from services.dispatch.settings import Settings
 from shared.consumer import Delivery
 from shared.events.emergencies import EmergencyUpdated
 from shared.outbox import add_event
 
-#: statuses that take part in the quota; other rows never change when another row does
-QUOTA_STATUSES = ("accepted", "standby", "arrived")
+#: rows that hold a place; the ranking of a new acceptor is decided against them alone
+PLACE_STATUSES = ("accepted", "arrived")
+#: standby rows matter only when a place frees up (a drop-out, a larger members_needed)
+QUOTA_STATUSES = (*PLACE_STATUSES, "standby")
+
+
+NOTIFY = "SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"
+NOTIFY_AND_MARK = (
+    "WITH mark AS (INSERT INTO summary_marks (emergency_id) VALUES (:emergency_id)) "
+    "SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"
+)
 
 
 def channel(settings: Settings) -> str:
@@ -72,10 +81,20 @@ def _columns(row: board.BoardRow, facts: board.RowFacts) -> dict[str, Any]:
 
 
 async def load_facts(
-    session: AsyncSession, emergency_id: uuid.UUID, member_id: uuid.UUID | None = None
+    session: AsyncSession,
+    emergency_id: uuid.UUID,
+    member_id: uuid.UUID | None = None,
+    *,
+    with_standby: bool = True,
 ) -> tuple[dict[uuid.UUID, board.RowFacts], dict[uuid.UUID, str]]:
-    """The rows that can change together: the quota's rows plus `member_id`'s."""
-    condition: ColumnElement[bool] = board_rows.c.status.in_(QUOTA_STATUSES)
+    """The rows that can change together: those holding a place (and the standby ones
+    when a place may free up), plus `member_id`'s.
+
+    Without the standby rows the derived statuses are still exact as long as no place
+    frees up: a standby member can only move up when an accepted or arrived one leaves
+    (or members_needed grows), which the caller detects and then loads them."""
+    statuses = QUOTA_STATUSES if with_standby else PLACE_STATUSES
+    condition: ColumnElement[bool] = board_rows.c.status.in_(statuses)
     if member_id is not None:
         condition = or_(condition, board_rows.c.member_id == member_id)
     result = await session.execute(
@@ -116,10 +135,17 @@ async def all_rows(
 async def apply_event(
     session: AsyncSession, settings: Settings, event: board.BoardEvent
 ) -> list[board.BoardRow]:
-    """Apply one event; return the rows whose status or content changed."""
-    await emergencies.lock(session, event.emergency_id)
-    emergency = await emergencies.get(session, event.emergency_id)
-    facts, stored = await load_facts(session, event.emergency_id, event.member_id)
+    """Apply one event; return the rows whose status or content changed.
+
+    Four statements in the common case (lock with the emergency, rows, upsert, notify
+    with the summary mark): the handler runs once per event, so round trips count."""
+    emergency = await emergencies.lock_and_get(session, event.emergency_id)
+    facts, stored = await load_facts(
+        session, event.emergency_id, event.member_id, with_standby=False
+    )
+    if stored.get(event.member_id) in PLACE_STATUSES:
+        # this member may leave a place: the standby rows may move up
+        facts, stored = await load_facts(session, event.emergency_id, event.member_id)
     after = dict(facts)
     after[event.member_id] = board.apply(facts.get(event.member_id), event)
     return await _settle(
@@ -169,19 +195,17 @@ async def _settle(
             .on_conflict_do_update(index_elements=["emergency_id", "member_id"], set_=columns)
         )
         changed.append(row)
-    for row in changed:
-        payload = json.dumps({"emergency_id": str(emergency_id), "row": row_json(row)})
-        await session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": channel(settings), "payload": payload},
-        )
+    payloads = [
+        json.dumps({"emergency_id": str(emergency_id), "row": row_json(row)}) for row in changed
+    ]
+    # one round trip: NOTIFY each changed row (delivered on commit) and, for a known
+    # emergency, mark its summary stale
+    await session.execute(
+        text(NOTIFY if emergency is None else NOTIFY_AND_MARK),
+        {"channel": channel(settings), "payloads": payloads, "emergency_id": emergency_id},
+    )
     if emergency is None:
         return changed
-    await session.execute(
-        summary_state.update()
-        .where(summary_state.c.emergency_id == emergency_id)
-        .values(dirty=True)
-    )
     if emergency.status == "active" and needed is not None:
         await _staffing(session, settings, emergency, board.quota_change(before, after, needed),
                         causation)  # fmt: skip

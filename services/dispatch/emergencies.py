@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch import audit, escalation
-from services.dispatch.models import emergencies, summary_state
+from services.dispatch.models import emergencies, summary_marks, summary_state
 from services.dispatch.schemas import AreaIn, EmergencyCreate, EmergencyPatch
 from services.dispatch.settings import Settings
 from shared.auth import Principal
@@ -58,6 +58,16 @@ def lock_key(emergency_id: uuid.UUID) -> int:
 async def lock(session: AsyncSession, emergency_id: uuid.UUID) -> None:
     """Serialise every writer of one emergency until the transaction ends."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(emergency_id)})
+
+
+async def lock_and_get(session: AsyncSession, emergency_id: uuid.UUID) -> Row[Any] | None:
+    """`lock` and `get` in one round trip (the board handler runs once per event)."""
+    query = text(
+        "SELECT e.* FROM (SELECT pg_advisory_xact_lock(:k)) AS l "
+        "LEFT JOIN emergencies AS e ON e.id = :id"
+    ).columns(*emergencies.c)
+    row = (await session.execute(query, {"k": lock_key(emergency_id), "id": emergency_id})).one()
+    return row if row.id is not None else None
 
 
 async def get(session: AsyncSession, emergency_id: uuid.UUID) -> Row[Any] | None:
@@ -175,7 +185,7 @@ async def declare(
         diff={k: v for k, v in values.items() if k not in ("id",)}
         | {"expected_members": reach.expected_members, "reach_m": reach.radius_m},
     )
-    await session.execute(summary_state.insert().values(emergency_id=emergency_id, dirty=False))
+    await session.execute(summary_state.insert().values(emergency_id=emergency_id))
     if not held:
         await _activate(session, settings, emergency_id)
     row = await get(session, emergency_id)
@@ -349,11 +359,7 @@ async def close(
             source=settings.service_name,
             correlationid=str(emergency_id),
         )
-        await session.execute(
-            summary_state.update()
-            .where(summary_state.c.emergency_id == emergency_id)
-            .values(dirty=True)
-        )
+        await session.execute(summary_marks.insert().values(emergency_id=emergency_id))
     closed = await get(session, emergency_id)
     assert closed is not None
     return closed

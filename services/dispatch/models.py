@@ -117,11 +117,19 @@ summary_state = Table(
     "summary_state",
     metadata,
     Column("emergency_id", UUID(as_uuid=True), primary_key=True),
-    Column("dirty", Boolean, nullable=False, server_default=text("true")),
     Column("last_published_at", DateTime(timezone=True)),
     #: digest of the last published counts: an unchanged summary is not published again
     Column("last_digest", Text),
-    Index("summary_state_dirty", "emergency_id", postgresql_where=text("dirty")),
+)
+
+#: "this emergency's board changed": inserted by writers (an insert never waits on the
+#: publisher's lock), deleted by the publisher once a summary covers them
+summary_marks = Table(
+    "summary_marks",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("emergency_id", UUID(as_uuid=True), nullable=False),
+    Index("summary_marks_emergency", "emergency_id", "id"),
 )
 
 subscriptions = Table(
