@@ -20,7 +20,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,6 +186,76 @@ class TargetingIndex:
             for member_id in found:
                 ids[member_id] = None
         return await self.members([m.decode() for m in ids])
+
+    async def nearest_ids(
+        self, sections: Iterable[str], where: SearchArea
+    ) -> list[tuple[float, str]]:
+        """(distance, member id) of every member of `sections` whose home or live
+        position is within `where`, nearest first, each member once at the smaller of
+        its two distances: a lower bound of the distance selection will use."""
+        pipe = self.redis.pipeline(transaction=False)
+        for section in dict.fromkeys(sections):
+            for prefix in (self._geo_home, self._geo_live):
+                pipe.geosearch(
+                    prefix + section,
+                    longitude=where.lon,
+                    latitude=where.lat,
+                    radius=max(where.radius_m, 1.0),
+                    unit="m",
+                    withdist=True,
+                    sort="ASC",
+                )
+        best: dict[str, float] = {}
+        for found in await pipe.execute():
+            for raw_id, dist in found:
+                mid = raw_id.decode()
+                d = float(dist)
+                if d < best.get(mid, math.inf):
+                    best[mid] = d
+        return sorted((d, mid) for mid, d in best.items())
+
+    async def nearest_pages(
+        self, sections: Iterable[str], where: SearchArea, first_page: int
+    ) -> AsyncIterator[tuple[list[MemberChanged], float]]:
+        """Snapshots of the members nearest to the area's centre, in pages: each page with
+        a lower bound of the distance of every member not yet returned (inf after the
+        last page). Redis returns only the nearest COUNT of each GEO set, and COUNT grows
+        fourfold per page, so a wide area costs what its nearest members cost."""
+        seen: set[str] = set()
+        size = max(first_page, 64)
+        keys = [
+            prefix + section
+            for section in dict.fromkeys(sections)
+            for prefix in (self._geo_home, self._geo_live)
+        ]
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.geosearch(
+                    key,
+                    longitude=where.lon,
+                    latitude=where.lat,
+                    radius=max(where.radius_m, 1.0),
+                    unit="m",
+                    withdist=True,
+                    sort="ASC",
+                    count=size,
+                )
+            bound = math.inf
+            best: dict[str, float] = {}
+            for found in await pipe.execute():
+                if len(found) >= size:
+                    bound = min(bound, float(found[-1][1]))
+                for raw_id, dist in found:
+                    mid = raw_id.decode()
+                    if mid not in seen:
+                        best[mid] = min(float(dist), best.get(mid, math.inf))
+            fresh = [mid for _, mid in sorted((d, mid) for mid, d in best.items())]
+            seen.update(fresh)
+            yield await self.members(fresh), bound
+            if bound == math.inf:
+                return
+            size *= 4
 
     async def members(self, member_ids: Sequence[str]) -> list[MemberChanged]:
         out: list[MemberChanged] = []
