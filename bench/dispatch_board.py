@@ -43,14 +43,15 @@ async def _publish(producer: AIOKafkaProducer, topic: str, events: list[EventDat
     await asyncio.gather(*futures)
 
 
-async def _count(engine, schema: str, emergency_id: str) -> int:  # type: ignore[no-untyped-def]
+async def _count(engine, schema: str, emergency_id: str, answered: bool = True) -> int:  # type: ignore[no-untyped-def]
+    condition = "AND answered_at IS NOT NULL" if answered else ""
     async with engine.connect() as conn:
         return int(
             (
                 await conn.execute(
                     text(
                         f'SELECT count(*) FROM "{schema}".board_rows '
-                        "WHERE emergency_id = :e AND answered_at IS NOT NULL"
+                        f"WHERE emergency_id = :e {condition}"
                     ),
                     {"e": emergency_id},
                 )
@@ -112,6 +113,8 @@ async def main() -> None:
                        distance_m=100 + i, language="sq", qualifications=["FIRST_AID"],
                        sent_at=t0) for i, m in enumerate(members)],
         )  # fmt: skip
+        while await _count(engine, schema, str(emergency_id), answered=False) < n:
+            await asyncio.sleep(0.2)
         responses = [
             ResponseReceived(
                 emergency_id=emergency_id, member_id=m, alert_id=alerts[m],

@@ -7,8 +7,13 @@ wins for one-off facts, latest `responded_at` wins for answers), so any order or
 duplication of the same events gives the same facts; the status is then a function of
 the facts, with this precedence (its rank never goes down as facts accumulate):
 
-    notified 0 < failed 1 < delivered 2 < accepted | standby | declined 3
-             < stood_down 4 < arrived 5
+    notified 0 < failed 1 < delivered 2 < stood_down (not needed) 2.5
+             < accepted | standby | declined 3 < stood_down (closed) 4 < arrived 5
+
+`stood_down` has two places: a member told "not needed" (the quota was met before they
+answered) may still say yes and goes on standby, as the alerts service records it, so
+that stand-down sits below an answer; the stand-down at the close (or a false-alarm
+correction) is final and sits above one. `level` gives a row's place in this order.
 
 A member who accepted and then declines is `declined` (same rank: the latest answer by
 `responded_at` wins); an answer older than the current one is ignored; a late
@@ -80,6 +85,7 @@ class RowFacts:
     arrived_at: datetime | None = None
     stood_down_at: datetime | None = None
     stood_down_reason: str | None = None
+    not_needed_at: datetime | None = None
     updated_at: datetime | None = None
 
 
@@ -169,6 +175,8 @@ def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
         row = replace(row, delivered_at=_earliest(row.delivered_at, event.at))
     elif event.kind == "failed":
         row = replace(row, failed_at=_earliest(row.failed_at, event.at))
+    elif event.kind == "stood_down" and event.reason == "not_needed":
+        row = replace(row, not_needed_at=_earliest(row.not_needed_at, event.at))
     elif event.kind == "stood_down":
         if row.stood_down_at is None or (event.at, event.reason or "") < (
             row.stood_down_at,
@@ -197,11 +205,21 @@ def base_status(facts: RowFacts) -> str:
         return "stood_down"
     if facts.answer is not None:
         return facts.answer.answer
+    if facts.not_needed_at is not None:
+        return "stood_down"
     if facts.delivered_at is not None:
         return "delivered"
     if facts.failed_at is not None:
         return "failed"
     return "notified"
+
+
+def level(facts: RowFacts) -> float:
+    """The row's place in the precedence order (never goes down as facts accumulate)."""
+    status = base_status(facts)
+    if status == "stood_down" and facts.stood_down_at is None:
+        return 2.5
+    return RANK[status]
 
 
 def _acceptance_order(facts: RowFacts) -> tuple[datetime, int, int, str]:
@@ -332,6 +350,7 @@ def facts_to_json(facts: RowFacts) -> dict[str, Any]:
         "arrived_at": _iso(facts.arrived_at),
         "stood_down_at": _iso(facts.stood_down_at),
         "stood_down_reason": facts.stood_down_reason,
+        "not_needed_at": _iso(facts.not_needed_at),
         "updated_at": _iso(facts.updated_at),
     }
 
@@ -365,5 +384,6 @@ def facts_from_json(value: dict[str, Any]) -> RowFacts:
         arrived_at=_dt(value.get("arrived_at")),
         stood_down_at=_dt(value.get("stood_down_at")),
         stood_down_reason=value.get("stood_down_reason"),
+        not_needed_at=_dt(value.get("not_needed_at")),
         updated_at=_dt(value.get("updated_at")),
     )

@@ -20,6 +20,7 @@ QUALIFICATIONS = ("FIRST_AID", "SAR", "INCIDENT_COMMAND")
 def event(
     kind: str, member: uuid.UUID, at: int, *, answer: str | None = None, eta: int | None = None,
     wave: int = 1, distance: int = 1000, quals: tuple[str, ...] = ("FIRST_AID",),
+    reason: str = "not_needed",
 ) -> BoardEvent:  # fmt: skip
     return BoardEvent(
         kind=kind,  # type: ignore[arg-type]
@@ -33,7 +34,7 @@ def event(
         qualifications=quals,
         answer=answer,
         eta_minutes=eta,
-        reason="not_needed" if kind == "stood_down" else None,
+        reason=reason if kind == "stood_down" else None,
     )
 
 
@@ -48,6 +49,7 @@ events_strategy = st.lists(
         wave=st.integers(1, 3),
         distance=st.integers(0, 50_000),
         quals=st.lists(st.sampled_from(QUALIFICATIONS), max_size=2, unique=True).map(tuple),
+        reason=st.sampled_from(["not_needed", "closed", "false_alarm"]),
     ),
     min_size=1,
     max_size=40,
@@ -69,12 +71,15 @@ def test_any_order_and_duplication_gives_the_same_board(
 @given(events=events_strategy, needed=st.integers(1, 4))
 def test_status_never_moves_back_in_rank(events: list[BoardEvent], needed: int) -> None:
     facts: dict[uuid.UUID, board.RowFacts] = {}
-    seen: dict[uuid.UUID, int] = {}
+    seen: dict[uuid.UUID, float] = {}
     for item in events:
         facts[item.member_id] = board.apply(facts.get(item.member_id), item)
         for member, status in board.statuses(facts, needed).items():
-            assert RANK[status] >= seen.get(member, -1), (member, status)
-            seen[member] = RANK[status]
+            level = board.level(facts[member])
+            assert level >= seen.get(member, -1), (member, status)
+            if status not in ("stood_down",):
+                assert level == RANK[status]
+            seen[member] = level
 
 
 @given(events=events_strategy)
@@ -150,6 +155,24 @@ def test_standby_after_the_quota_and_call_up_after_a_drop_out() -> None:
     facts[b] = board.apply(facts[b], event("response", b, 70, answer="declined"))
     reopened = board.quota_change(after, board.statuses(facts, 2), 2)
     assert reopened.staffed_before and not reopened.staffed_after and reopened.call_up == ()
+
+
+def test_not_needed_then_yes_is_standby_but_the_close_is_final() -> None:
+    a, b = MEMBERS[:2]
+    rows = board.replay(
+        [event("response", b, 5, answer="accepted", eta=5),
+         event("stood_down", a, 10, reason="not_needed"),
+         event("response", a, 20, answer="accepted", eta=3)],
+        1,
+    )  # fmt: skip
+    assert (rows[a].status, rows[b].status) == ("standby", "accepted")
+    closed = board.replay(
+        [event("response", b, 5, answer="accepted", eta=5),
+         event("stood_down", b, 30, reason="closed"),
+         event("response", b, 40, answer="declined")],
+        1,
+    )  # fmt: skip
+    assert closed[b].status == "stood_down"
 
 
 def test_same_acceptance_time_ranks_by_eta_then_distance() -> None:
