@@ -9,6 +9,8 @@ retrying cannot help); 429, 5xx and timeouts are transient.
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 
 from services.alerts.providers import Accepted, ProviderError
@@ -26,11 +28,18 @@ class TwilioProvider:
         self._from = settings.twilio_from_number
         self._service = settings.twilio_messaging_service_sid
         self._callback = f"{settings.public_base_url.rstrip('/')}/sms/status"
-        self._client = httpx.AsyncClient(
-            auth=(settings.twilio_account_sid, settings.twilio_auth_token),
-            timeout=settings.sms_timeout_s,
-            limits=httpx.Limits(max_connections=settings.sender_concurrency * 2),
-        )
+        # httpcore scans every pooled connection on each request: several small pools
+        # keep that cheap at a high concurrency
+        per_pool = 8
+        self._clients = [
+            httpx.AsyncClient(
+                auth=(settings.twilio_account_sid, settings.twilio_auth_token),
+                timeout=settings.sms_timeout_s,
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+            )
+            for _ in range(max(1, -(-settings.sender_concurrency // per_pool)))
+        ]
+        self._next = itertools.count()
 
     async def send(self, to: str, body: str) -> Accepted:
         form = {"To": to, "Body": body, "StatusCallback": self._callback}
@@ -39,7 +48,8 @@ class TwilioProvider:
         else:
             form["From"] = self._from
         try:
-            response = await self._client.post(self._url, data=form)
+            client = self._clients[next(self._next) % len(self._clients)]
+            response = await client.post(self._url, data=form)
         except httpx.TimeoutException as exc:
             raise ProviderError(f"timeout: {type(exc).__name__}", permanent=False) from exc
         except httpx.TransportError as exc:
@@ -51,7 +61,8 @@ class TwilioProvider:
         raise ProviderError(reason, permanent=permanent)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
 
 def _reason(response: httpx.Response) -> str:
