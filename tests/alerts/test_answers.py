@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from twilio.request_validator import RequestValidator
 
 from shared.events.emergencies import EmergencyClosed, EmergencyEscalated, EmergencyUpdated
 from shared.events.envelope import Envelope
 from shared.events.topics import ALERTS, RESPONSES
-from tests.alerts.conftest import PUBLIC_BASE
-from tests.alerts.fake_twilio import AUTH_TOKEN, FakeTwilio
+from tests.alerts.answers_support import message_of, signed, sms, token_in
+from tests.alerts.fake_twilio import FakeTwilio
 from tests.alerts.members import (
     CENTRE,
     EMERGENCIES,
@@ -33,32 +31,6 @@ from tests.alerts.members import (
 from tests.conftest import Topics
 from tests.support.kafka import read_events
 from tests.support.processes import start_service
-
-
-def signed(path: str, params: dict[str, str]) -> dict[str, str]:
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_BASE + path, params)
-    return {"X-Twilio-Signature": signature}
-
-
-async def sms(client: httpx.AsyncClient, phone: str, body: str) -> httpx.Response:
-    params = {
-        "From": phone,
-        "To": "+15005550006",
-        "Body": body,
-        "MessageSid": f"SM{uuid.uuid4().hex}",
-    }
-    return await client.post("/sms/inbound", data=params, headers=signed("/sms/inbound", params))
-
-
-def message_of(response: httpx.Response) -> str:
-    found = re.search(r"<Message>(.*)</Message>", response.text, re.S)
-    return found.group(1) if found else ""
-
-
-def token_in(body: str) -> str:
-    found = re.search(r"/r/([A-Za-z0-9_-]+)", body)
-    assert found, body
-    return found.group(1)
 
 
 async def events_of(topics: Topics, topic: str, count: int) -> list[Envelope]:
