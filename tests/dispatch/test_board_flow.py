@@ -195,3 +195,52 @@ async def test_scripted_stream_gives_the_expected_board_summary_and_replay(
             replica.stop()
         async with admin_engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE'))
+
+
+async def test_members_needed_change_re_ranks_and_calls_up(
+    dispatch: ServiceProcess, staff: Staff, topics: Topics
+) -> None:
+    coordinator = staff.coordinator()
+    async with httpx.AsyncClient(base_url=dispatch.url, timeout=10) as client:
+        created = await client.post(
+            "/emergencies", json=emergency_body(members_needed=1), headers=coordinator
+        )
+        emergency_id = created.json()["id"]
+        script = Script(uuid.UUID(emergency_id))
+        a, b = uuid.uuid4(), uuid.uuid4()
+        await publish(
+            topics.bootstrap,
+            topics(RESPONSES),
+            [script.answer(a, "accepted", 1, eta=9), script.answer(b, "accepted", 2, eta=4)],
+        )
+
+        async def statuses() -> dict[uuid.UUID, str]:
+            rows = (await board_of(client, emergency_id, coordinator))["rows"]
+            return {uuid.UUID(r["member_id"]): r["status"] for r in rows}
+
+        async def split() -> bool:
+            return await statuses() == {a: "accepted", b: "standby"}
+
+        assert await wait_for(split, timeout_s=20), await statuses()
+        more = await client.patch(
+            f"/emergencies/{emergency_id}", json={"members_needed": 2}, headers=coordinator
+        )
+        assert more.json()["staffed"] is True
+        assert await statuses() == {a: "accepted", b: "accepted"}
+        most = await client.patch(
+            f"/emergencies/{emergency_id}", json={"members_needed": 3}, headers=coordinator
+        )
+        assert most.json()["staffed"] is False
+
+    updates = [
+        ev
+        for ev in await read_events(topics.bootstrap, [topics(EMERGENCIES)], count=6)
+        if ev.subject == emergency_id and ev.type == "muster.emergency.updated.v1"
+    ]
+    assert [(u.data["changed"], u.data["staffed"], u.data["call_up"]) for u in updates] == [
+        (["staffed"], True, []),
+        (["members_needed"], True, []),
+        (["call_up"], True, [str(b)]),
+        (["members_needed"], True, []),
+        (["staffed"], False, []),
+    ]
