@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events.topics import ALERTS, AVAILABILITY, EMERGENCIES, RESPONSES
 from tests.conftest import Topics
-from tests.dispatch.conftest import Script, Staff, emergency_body
+from tests.dispatch.conftest import Script, Staff, StartDispatch, emergency_body
 from tests.shared.flow import wait_for
 from tests.support.kafka import publish, read_events
 from tests.support.processes import ServiceProcess, run_migrations, start_service
@@ -244,3 +244,52 @@ async def test_members_needed_change_re_ranks_and_calls_up(
         (["members_needed"], True, []),
         (["staffed"], False, []),
     ]
+
+
+async def test_consoles_on_any_instance_see_every_change(
+    start_dispatch: StartDispatch, staff: Staff, topics: Topics
+) -> None:
+    """Two instances share the consumer group; a console on each sees every row change,
+    whichever instance applied it (LISTEN/NOTIFY)."""
+    first, second = start_dispatch(), start_dispatch()
+    coordinator = staff.coordinator()
+    async with httpx.AsyncClient(base_url=first.url, timeout=10) as client:
+        emergency_ids = []
+        for _ in range(4):  # several emergencies: their keys spread over both instances
+            created = await client.post("/emergencies", json=emergency_body(), headers=coordinator)
+            emergency_ids.append(created.json()["id"])
+    streams: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+    tasks = []
+    for service in (first, second):
+        for emergency_id in emergency_ids:
+            sink: list[tuple[str, Any]] = []
+            ready = asyncio.Event()
+            streams[(service.url, emergency_id)] = sink
+            tasks.append(
+                asyncio.create_task(
+                    collect_sse(f"{service.url}/emergencies/{emergency_id}/stream",
+                                coordinator, sink, ready)
+                )
+            )  # fmt: skip
+            await asyncio.wait_for(ready.wait(), 10)
+    members = {}
+    for emergency_id in emergency_ids:
+        script = Script(uuid.UUID(emergency_id))
+        members[emergency_id] = uuid.uuid4()
+        await publish(
+            topics.bootstrap, topics(RESPONSES),
+            [script.answer(members[emergency_id], "accepted", 1, eta=4)],
+        )  # fmt: skip
+
+    async def everywhere() -> bool:
+        return all(
+            any(kind == "row" and row["member_id"] == str(members[emergency_id])
+                for kind, row in sink)
+            for (_, emergency_id), sink in streams.items()
+        )  # fmt: skip
+
+    try:
+        assert await wait_for(everywhere, timeout_s=30), streams
+    finally:
+        for task in tasks:
+            task.cancel()
