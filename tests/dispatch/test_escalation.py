@@ -85,7 +85,7 @@ async def test_waves_grow_to_the_maximum_then_stop(
 async def test_stops_when_staffed_and_resumes_after_a_drop_out(
     start_dispatch: StartDispatch, staff: Staff, topics: Topics
 ) -> None:
-    dispatch = start_dispatch(DISPATCH_ESCALATION_DELAY_S="5")
+    dispatch = start_dispatch(DISPATCH_ESCALATION_DELAY_S="4")
     async with httpx.AsyncClient(base_url=dispatch.url) as client:
         created = await client.post(
             "/emergencies", json=emergency_body(members_needed=1), headers=staff.coordinator()
@@ -93,6 +93,8 @@ async def test_stops_when_staffed_and_resumes_after_a_drop_out(
         emergency_id = created.json()["id"]
         script = Script(uuid.UUID(emergency_id))
         member = uuid.uuid4()
+        first = await escalations(topics, emergency_id, count=1)
+        assert [w.data["wave"] for w in first] == [2]
         await publish(
             topics.bootstrap, topics(RESPONSES), [script.answer(member, "accepted", 1, eta=5)]
         )
@@ -102,12 +104,14 @@ async def test_stops_when_staffed_and_resumes_after_a_drop_out(
             return bool(got.json()["staffed"])
 
         assert await wait_for(staffed, timeout_s=10)
-        await asyncio.sleep(6)  # past the first timer: staffed, so nothing fires
-        assert await escalations(topics, emergency_id, count=1, timeout_s=2) == []
+        await asyncio.sleep(5)  # past wave 3's time: staffed, so it does not fire
+        assert [w.data["wave"] for w in await escalations(topics, emergency_id, count=2,
+                                                          timeout_s=2)] == [2]  # fmt: skip
 
+        # a drop-out nobody can fill: the quota re-opens and the next wave follows
         await publish(topics.bootstrap, topics(RESPONSES), [script.answer(member, "declined", 9)])
-        waves = await escalations(topics, emergency_id, count=1, timeout_s=20, settle_s=1)
-        assert [w.data["wave"] for w in waves] == [2]
+        waves = await escalations(topics, emergency_id, count=2, timeout_s=20, settle_s=1)
+        assert [w.data["wave"] for w in waves] == [2, 3]
         got = await client.get(f"/emergencies/{emergency_id}", headers=staff.coordinator())
         assert got.json()["staffed"] is False
 
