@@ -146,6 +146,8 @@ async def patch_emergency(
         await _visible(session, principal, emergency_id, "coordinator", "admin")
         try:
             row = await emergencies.update(session, settings, principal, emergency_id, patch)
+        except emergencies.Forbidden as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
         except emergencies.Conflict as exc:
             raise _conflict(exc) from exc
     return _out(row)
@@ -349,6 +351,8 @@ async def post_cap(
             raise _cap_error(_validation_detail(exc)) from exc
         try:
             updated = await emergencies.update(session, settings, principal, target.id, patch)
+        except emergencies.Forbidden as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
         except emergencies.Conflict as exc:
             raise _conflict(exc) from exc
         return _out(updated)

@@ -279,6 +279,15 @@ async def update(
             changes[name] = value
     if not changes:
         return row
+    if row.status == "active" and ("area" in changes or "members_needed" in changes):
+        area = AreaIn.model_validate(changes.get("area", row.area))
+        reach = expected_reach(area, changes.get("members_needed", row.members_needed), settings)
+        second_person = principal.is_admin or principal.account_id != row.created_by
+        if needs_approval(reach, settings) and row.approved_by is None and not second_person:
+            raise Forbidden(
+                "this change makes the alert large enough to need a second person: ask an "
+                "admin or another coordinator of the section to make it"
+            )
     now = datetime.now(UTC)
     await session.execute(
         emergencies.update()

@@ -159,6 +159,13 @@ async def test_two_person_rule_and_false_alarm(
             "/emergencies", json=emergency_body(members_needed=2), headers=staff.coordinator()
         )
         assert small.json()["status"] == "active"
+        # the declarer cannot grow it past the rule afterwards; a second person can
+        grow = {"area": {"lat": 40.7, "lon": 19.5, "radius_m": 20_000}}
+        small_path = f"/emergencies/{small.json()['id']}"
+        grown = await client.patch(small_path, json=grow, headers=staff.coordinator())
+        assert grown.status_code == 403 and "second person" in grown.json()["detail"]
+        grown = await client.patch(small_path, json=grow, headers=staff.second_coordinator())
+        assert grown.status_code == 200 and grown.json()["area"]["radius_m"] == 20_000
 
         wide_id = wide.json()["id"]
         own = await client.post(f"/emergencies/{wide_id}/approve", headers=staff.coordinator())
@@ -202,7 +209,8 @@ async def test_two_person_rule_and_false_alarm(
     assert closed["false_alarm"] is True and closed["reason"] == "false_alarm"
     assert events_of(envelopes, many_id) == []
     assert [e.type for e in events_of(envelopes, small.json()["id"])] == [
-        "muster.emergency.declared.v1"
+        "muster.emergency.declared.v1",
+        "muster.emergency.updated.v1",
     ]
 
 
