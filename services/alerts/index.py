@@ -6,7 +6,8 @@ tombstone removes the member and leaves a `gone` marker so that a stale snapshot
 later (a rebuild racing the live consumer) cannot bring an erased member back.
 
 Keys (all under the service's Redis prefix):
-- `alerts:member:<id>`: hash `v` (version), `s` (section), `d` (the snapshot, JSON)
+- `alerts:member:<id>`: hash `v` (version), `s` (section)
+- `alerts:snapshots`: hash member id → the snapshot (JSON), fetched many at once
 - `alerts:geo:home:<section>` / `alerts:geo:live:<section>`: GEO sets of home and last
   live positions (selection decides which one counts, by the live position's age)
 - `alerts:gone:<id>`: the member was erased
@@ -61,7 +62,8 @@ if ARGV[6] ~= '' then
 else
   redis.call('ZREM', KEYS[4], ARGV[10])
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2], 'd', ARGV[3])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[10], ARGV[3])
 return 1
 """
 
@@ -72,6 +74,7 @@ if old then
   redis.call('ZREM', ARGV[2] .. old, ARGV[3])
 end
 redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[2], '1')
 return 1
 """
@@ -116,6 +119,7 @@ class TargetingIndex:
         self._delete = client.register_script(_DELETE)
         self._geo_home = settings.key("geo", "home", "")
         self._geo_live = settings.key("geo", "live", "")
+        self._snapshots = settings.key("snapshots")
         self.ready_key = settings.key("index", "ready")
         self._lock_key = settings.key("index", "rebuild-lock")
         self._rebuild_guard = asyncio.Lock()
@@ -135,6 +139,7 @@ class TargetingIndex:
             self._gone_key(mid),
             self._geo_home + member.section,
             self._geo_live + member.section,
+            self._snapshots,
         ]
         args: list[Any] = [
             member.version,
@@ -164,7 +169,7 @@ class TargetingIndex:
 
     async def delete(self, member_id: str) -> None:
         await self._delete(
-            keys=[self._member_key(member_id), self._gone_key(member_id)],
+            keys=[self._member_key(member_id), self._gone_key(member_id), self._snapshots],
             args=[self._geo_home, self._geo_live, member_id],
         )
 
@@ -259,14 +264,10 @@ class TargetingIndex:
 
     async def members(self, member_ids: Sequence[str]) -> list[MemberChanged]:
         out: list[MemberChanged] = []
-        chunk = 2000
+        chunk = 5000
         for start in range(0, len(member_ids), chunk):
-            pipe = self.redis.pipeline(transaction=False)
-            for mid in member_ids[start : start + chunk]:
-                pipe.hget(self._member_key(mid), "d")
-            for raw in await pipe.execute():
-                if raw is not None:
-                    out.append(MemberChanged.model_validate_json(raw))
+            found = await self.redis.hmget(self._snapshots, list(member_ids[start : start + chunk]))
+            out.extend(MemberChanged.model_validate_json(raw) for raw in found if raw is not None)
         return out
 
     # --- the marker and the rebuild -------------------------------------------------

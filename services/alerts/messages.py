@@ -8,6 +8,7 @@ a single character forces UCS-2. The title is shortened before the link ever is.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 LANGUAGES = ("en", "fr", "it", "sq", "de")
@@ -195,7 +196,13 @@ class Encoding:
     segments: int
 
 
+_ASCII_OUTSIDE_GSM7_BASIC = re.compile(r"[`\[\\\]^{|}~\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def encoding_of(body: str) -> Encoding:
+    if body.isascii() and not _ASCII_OUTSIDE_GSM7_BASIC.search(body):
+        units = len(body)
+        return Encoding("GSM-7", units, 1 if units <= 160 else math.ceil(units / 153))
     if all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in body):
         units = sum(2 if c in _GSM7_EXTENDED else 1 for c in body)
         return Encoding("GSM-7", units, 1 if units <= 160 else math.ceil(units / 153))
