@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,26 +50,39 @@ async def publish_due(
 ) -> int:
     """Publish the summaries that are due; return how many were published."""
     published = 0
+    interval = timedelta(seconds=settings.summary_min_interval_s)
+    due = or_(
+        summary_state.c.last_published_at.is_(None),
+        summary_state.c.last_published_at <= func.now() - interval,
+    )
     async with sessionmaker() as session, session.begin():
+        # marked emergencies whose interval has passed, the longest-waiting first
         marked = (
             await session.execute(
                 select(summary_marks.c.emergency_id, func.array_agg(summary_marks.c.id))
+                .select_from(
+                    summary_marks.outerjoin(
+                        summary_state,
+                        summary_state.c.emergency_id == summary_marks.c.emergency_id,
+                    )
+                )
+                .where(due)
                 .group_by(summary_marks.c.emergency_id)
+                .order_by(func.min(summary_marks.c.id))
                 .limit(limit)
             )
         ).all()
         for emergency_id, mark_ids in marked:
-            interval = timedelta(seconds=settings.summary_min_interval_s)
+            # an emergency restored without its summary state gets one
+            await session.execute(
+                pg_insert(summary_state)
+                .values(emergency_id=emergency_id)
+                .on_conflict_do_nothing(index_elements=["emergency_id"])
+            )
             state = (
                 await session.execute(
                     select(summary_state)
-                    .where(
-                        summary_state.c.emergency_id == emergency_id,
-                        or_(
-                            summary_state.c.last_published_at.is_(None),
-                            summary_state.c.last_published_at <= func.now() - interval,
-                        ),
-                    )
+                    .where(summary_state.c.emergency_id == emergency_id, due)
                     .with_for_update(skip_locked=True)
                 )
             ).one_or_none()
