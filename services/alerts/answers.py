@@ -52,7 +52,10 @@ async def alerts_of_phone(session: AsyncSession, phone: str) -> list[OpenAlert]:
     """The number's alerts, newest first (open and closed emergencies alike)."""
     rows = (
         await session.execute(
-            select(alerts).where(alerts.c.phone == phone).order_by(alerts.c.created_at.desc())
+            select(alerts)
+            .where(alerts.c.phone == phone)
+            .order_by(alerts.c.created_at.desc())
+            .limit(50)
         )
     ).all()
     if not rows:

@@ -104,6 +104,18 @@ async def test_sms_replies_web_answers_and_signatures(
                 "/sms/status", data=params, headers=signed("/sms/status", params)
             )
             assert status.status_code == 204
+            failed_sid = twilio.to(jo.phone or "")[0].sid
+            params = {
+                "MessageSid": failed_sid,
+                "MessageStatus": "undelivered",
+                "ErrorCode": "30003",
+            }
+            status = await client.post(
+                "/sms/status", data=params, headers=signed("/sms/status", params)
+            )
+            assert status.status_code == 204
+            forged = await client.post("/sms/status", data={**params, "MessageSid": delivered_sid})
+            assert forged.status_code == 403
 
             # two open alerts: a reply without the code gets a question, with it is applied
             second = declared(radius_m=5000, members_needed=4, title="Fire", severity="Extreme")
@@ -145,6 +157,10 @@ async def test_sms_replies_web_answers_and_signatures(
         alert_events = await events_of(topics, ALERTS, 1)
         delivered = [e for e in alert_events if e.type == "muster.alert.delivered.v1"]
         assert [e.data["member_id"] for e in delivered] == [str(no.member_id)]
+        undelivered = [e for e in alert_events if e.type == "muster.alert.failed.v1"]
+        assert [(e.data["member_id"], e.data["reason"]) for e in undelivered] == [
+            (str(jo.member_id), "undelivered 30003")
+        ]
         async with admin_engine.connect() as conn:
             kept = (
                 await conn.execute(
