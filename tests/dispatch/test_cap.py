@@ -161,6 +161,19 @@ async def test_cap_in_declares_and_cancel_closes_and_cap_out_validates(
         assert drill.json()["drill"] is True and drill.json()["status"] == "pending_approval"
         assert drill.json()["area"]["polygon"]["coordinates"][0][1] == [19.52, 40.70]
 
+        updated = await client.post(
+            "/emergencies/cap",
+            content=incoming("Update", identifier="PREF-FIER-2026-001-U1", severity="Extreme",
+                             area="<circle>40.7239,19.5561 4</circle>",
+                             references="prefecture.fier@example.al,PREF-FIER-2026-001,"
+                                        "2026-11-23T10:00:00+01:00"),
+            headers=headers,
+        )  # fmt: skip
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["id"] == emergency["id"]
+        assert updated.json()["severity"] == "Extreme"
+        assert updated.json()["area"]["radius_m"] == 4000
+
         cancel = await client.post(
             "/emergencies/cap",
             content=incoming("Cancel", identifier="PREF-FIER-2026-002",
@@ -185,6 +198,10 @@ async def test_cap_in_declares_and_cancel_closes_and_cap_out_validates(
         cap_schema.validate(closed_cap.content)
         assert b"<msgType>Cancel</msgType>" in closed_cap.content
 
-    envelopes = await read_events(topics.bootstrap, [topics(EMERGENCIES)], count=2)
+    envelopes = await read_events(topics.bootstrap, [topics(EMERGENCIES)], count=3)
     mine = [e.type for e in envelopes if e.subject == emergency["id"]]
-    assert mine == ["muster.emergency.declared.v1", "muster.emergency.closed.v1"]
+    assert mine == [
+        "muster.emergency.declared.v1",
+        "muster.emergency.updated.v1",
+        "muster.emergency.closed.v1",
+    ]
