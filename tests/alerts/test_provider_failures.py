@@ -51,3 +51,15 @@ async def test_500_is_retried_and_400_fails_without_retry(
     sms = twilio.to(fine.phone or "")[0]
     assert sms.status_callback == "https://alerts.muster.test/sms/status"
     assert "/r/" in sms.body and sms.body.startswith("MUSTER Flooding")
+
+
+async def test_console_provider_prints_the_sms_with_a_masked_number(capsys) -> None:  # type: ignore[no-untyped-def]
+    from services.alerts.providers import provider_for
+    from services.alerts.settings import Settings
+
+    provider = provider_for(Settings())
+    assert provider.name == "console"
+    accepted = await provider.send("+355691234567", "MUSTER test")
+    printed = capsys.readouterr().out
+    assert accepted.sid in printed and "MUSTER test" in printed
+    assert "+355691234567" not in printed and printed.count("*") == 10 and "567" in printed
