@@ -100,7 +100,7 @@ async def main() -> None:
             print(
                 f"  radius {radius_m / 1000:>4.0f} km: {found:>6} in the area -> {chosen_n:>4}"
                 f" chosen in {statistics.median(rank) * 1000:7.1f} ms"
-                f" (GEO search alone {statistics.median(fetch) * 1000:6.1f} ms)"
+                f" (listing everyone in the area alone: {statistics.median(fetch) * 1000:6.1f} ms)"
             )
     finally:
         cursor_keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=10_000)]
