@@ -39,10 +39,11 @@ log = get_logger(__name__)
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings)
-    assert runtime.redis is not None
-    index = TargetingIndex(runtime.redis, settings)
+    redis_client = runtime.redis
+    assert redis_client is not None
+    index = TargetingIndex(redis_client, settings)
     alerting = Alerting(settings, index)
-    sender = Sender(settings, runtime.db, provider_for(settings), runtime.redis)
+    sender = Sender(settings, runtime.db, provider_for(settings), redis_client)
     background: list[asyncio.Task[None]] = []
 
     async def on_member(delivery: Delivery) -> None:
@@ -101,7 +102,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         "and takes their answers.",
         routers=[
             sms_router(settings, lambda: runtime.db),
-            answer_router(settings, lambda: runtime.db, lambda: _redis(runtime)),
+            answer_router(settings, lambda: runtime.db, lambda: redis_client),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],
@@ -109,8 +110,3 @@ def build(settings: Settings | None = None) -> FastAPI:
     app.state.index = index
     app.state.sender = sender
     return app
-
-
-def _redis(runtime: ServiceRuntime):  # type: ignore[no-untyped-def]
-    assert runtime.redis is not None
-    return runtime.redis

@@ -1,5 +1,6 @@
 """The answer page is rate-limited per token and per address; STOP holds until START;
-HELP answers; an acceptance on the web after staffing is a standby."""
+HELP answers; an acceptance on the web after staffing is a standby, and a member on
+standby is not alerted for another emergency."""
 
 from __future__ import annotations
 
@@ -71,5 +72,9 @@ async def test_page_limits_stop_start_help_and_web_standby(
             assert await twilio.wait_for_async(
                 lambda ms: any(m.to == c.phone and "Second" in m.body for m in ms), 30
             )
+            await asyncio.sleep(1.0)
+            # b stands by for the first emergency: committed, not alerted again elsewhere
+            second_to = {m.to for m in twilio.messages if "Second" in m.body}
+            assert second_to == {a.phone, c.phone}
     finally:
         service.stop()
