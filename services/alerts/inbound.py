@@ -76,8 +76,11 @@ async def handle_reply(
         target = mine[0]
     if target is None:
         if len(open_alerts) > 1 or (reply.code is not None and open_alerts):
-            codes = sorted({a.emergency.reply_code for a in open_alerts})
-            which = messages.text(language, "which", example=codes[0], codes=", ".join(codes))
+            titled = {a.emergency.reply_code: a.emergency.title for a in open_alerts}
+            codes = sorted(titled)
+            # the code with the start of its title, so the member knows which is which
+            listed = ", ".join(f"{code} {titled[code][:24].strip()}" for code in codes)
+            which = messages.text(language, "which", example=codes[0], codes=listed)
             return "ambiguous", which, None
         return "no_alert", messages.text(language, "no_alert"), None
     language = target.alert.language

@@ -130,6 +130,7 @@ async def test_sms_replies_web_answers_and_signatures(
             assert code, coded
             question = await sms(client, multi.phone or "", "oui 5")
             assert "plusieurs alertes" in message_of(question)
+            assert f"{code.group(1)} Fire" in message_of(question)
             answered = await sms(client, multi.phone or "", f"OUI {code.group(1)} 5")
             assert message_of(answered).startswith("Merci, vous etes attendu dans 5 min")
 
