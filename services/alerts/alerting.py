@@ -65,8 +65,8 @@ _INSERT_ALERTS = text(
 )
 _INSERT_ALERT_SMS = text(
     """
-    INSERT INTO outbound_messages (alert_id, kind, phone, body, segments)
-    SELECT u.alert_id, 'alert', u.phone, u.body, u.segments
+    INSERT INTO outbound_messages (alert_id, kind, phone, body, segments, rank)
+    SELECT u.alert_id, 'alert', u.phone, u.body, u.segments, :offset + u.n
     FROM unnest(CAST(:alert_ids AS uuid[]), CAST(:phones AS text[]), CAST(:bodies AS text[]),
                 CAST(:segments AS integer[]))
          WITH ORDINALITY AS u(alert_id, phone, body, segments, n)
@@ -313,6 +313,7 @@ class Alerting:
                     "phones": [phones[i] for i in keep],
                     "bodies": [bodies[i] for i in keep],
                     "segments": [messages.segments(bodies[i]) for i in keep],
+                    "offset": start,
                 },
             )
             recorded += len(keep)

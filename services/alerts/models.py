@@ -87,6 +87,9 @@ outbound_messages = Table(
     Column("phone", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("segments", Integer, nullable=False),
+    #: send order: an alert's rank in its wave (nearest first), 0 for follow-ups, so two
+    #: emergencies' fan-outs interleave and corrections or stand-downs jump the queue
+    Column("rank", Integer, nullable=False, server_default=text("0")),
     #: pending, sending, sent, failed, suppressed (opted out), cancelled
     Column("status", Text, nullable=False, server_default=text("'pending'")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -101,6 +104,7 @@ outbound_messages = Table(
     UniqueConstraint("alert_id", "kind", name="outbound_once_per_kind"),
     Index(
         "outbound_open_idx",
+        "rank",
         "id",
         postgresql_where=text("status IN ('pending', 'sending')"),
     ),

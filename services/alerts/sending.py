@@ -79,7 +79,7 @@ _CLAIM = text(
         WHERE m.status = 'pending'
            OR (m.status = 'sending' AND m.claimed_by IS DISTINCT FROM :me
                AND m.claimed_by NOT IN (SELECT instance_id FROM alive))
-        ORDER BY m.id
+        ORDER BY m.rank, m.id
         LIMIT :n
         FOR UPDATE OF m SKIP LOCKED
     )
