@@ -4,6 +4,7 @@ migrations, or rebuild the Redis targeting index from the compacted member topic
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 
 from services.alerts.settings import Settings
@@ -33,6 +34,13 @@ def main() -> None:
         return
     from services.alerts.app import build
     from shared.service import serve
+
+    # a fan-out parses and creates tens of thousands of small objects at once: with
+    # CPython's default thresholds the collector rescans the whole heap many times over
+    # (measured: 8x the parse time). Collect the young generations less often and keep
+    # what startup created out of the scans.
+    gc.set_threshold(10_000, 50, 100)
+    gc.freeze()
 
     serve(build(settings), settings, settings.host, settings.port)
 

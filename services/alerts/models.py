@@ -108,7 +108,7 @@ outbound_messages = Table(
         "id",
         postgresql_where=text("status IN ('pending', 'sending')"),
     ),
-    Index("outbound_sid_idx", "provider_sid"),
+    Index("outbound_sid_idx", "provider_sid", postgresql_where=text("provider_sid IS NOT NULL")),
 )
 
 inbound_messages = Table(
