@@ -107,6 +107,9 @@ class Alerting:
         event = delivery.data
         assert isinstance(event, EmergencyDeclared)
         session = delivery.db
+        if event.status != "active":
+            log.warning("declared emergency not active, nobody alerted", status=event.status)
+            return
         await self.index.ensure_ready()
         code = reply_code_for(event.emergency_id, event.reply_code)
         await session.execute(
