@@ -229,14 +229,20 @@ class EventConsumer:
         )
 
 
-async def _tolerant_parser(record: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+def _sanitized(record: Any) -> Any:
+    headers = [(k, v.decode("utf-8", "replace").encode()) for k, v in (record.headers or ())]
+    return dataclasses.replace(record, headers=headers)
+
+
+async def _tolerant_parser(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
     """FastStream decodes header values as UTF-8; a hostile record must not wedge the
     partition, so undecodable headers are replaced before parsing (the value is kept)."""
     try:
-        return await original(record)
+        return await original(message)
     except UnicodeDecodeError:
-        headers = [(k, v.decode("utf-8", "replace").encode()) for k, v in (record.headers or ())]
-        return await original(dataclasses.replace(record, headers=headers))
+        if isinstance(message, tuple):
+            return await original(tuple(_sanitized(record) for record in message))
+        return await original(_sanitized(message))
 
 
 def subscribe(
@@ -248,28 +254,39 @@ def subscribe(
     max_poll_records: int = 100,
     title: str | None = None,
 ) -> Any:
-    """Register `consumer` on `topics` with an ack after the transaction commits.
+    """Register `consumer` on `topics`; offsets are committed after the transactions.
 
-    NACK_ON_ERROR: the handler returns normally once a record is applied, skipped or
-    dead-lettered (then the offset is committed); it raises only when the dead-letter
-    topic itself cannot be written, and then the record is read again, not lost.
+    A batch subscriber: each poll's records (up to `max_poll_records`, in partition
+    order) are applied one by one, each in its own transaction, and the offsets are
+    committed once the whole batch is done. Committing per batch rather than per record
+    keeps the guarantee (nothing is committed before it is applied; a crash replays at
+    most one batch, which the idempotent handling absorbs) at a fraction of the cost:
+    a commit is a broker round trip.
+
+    NACK_ON_ERROR: the handler returns normally once every record is applied, skipped or
+    dead-lettered; it raises only when the dead-letter topic itself cannot be written,
+    and then every partition of the batch is rewound to its first record, not lost.
     """
 
     @broker.subscriber(
         *topics,
+        batch=True,
+        max_records=max_poll_records,
+        batch_timeout_ms=100,
         group_id=consumer.name,
         group_instance_id=group_instance_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
-        max_poll_records=max_poll_records,
         parser=_tolerant_parser,
         title=title or f"{consumer.name}:{','.join(topics)}",
     )
     async def handle(msg: KafkaMessage) -> None:
+        records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
         try:
-            await consumer.handle_record(msg.raw_message)  # type: ignore[arg-type]
+            for record in records:
+                await consumer.handle_record(record)
         except Exception:
-            await asyncio.sleep(1.0)  # Kafka is struggling: do not spin on the same record
+            await asyncio.sleep(1.0)  # Kafka is struggling: do not spin on the same records
             raise
 
     return handle

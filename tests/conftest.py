@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -39,11 +41,25 @@ class Topics:
         return f"{self.prefix}{name}"
 
 
+#: enough partitions for two consumers of one group to share a topic, few enough that a
+#: whole run's throwaway topics stay light for a single small broker
+TEST_PARTITIONS = 3
+
+
 @pytest.fixture
-async def topics(infra: Infra) -> Topics:
+async def topics(infra: Infra) -> AsyncIterator[Topics]:
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    await provision(infra.kafka_bootstrap, all_topics(prefix))
-    return Topics(prefix, infra.kafka_bootstrap)
+    specs = all_topics(prefix, max_partitions=TEST_PARTITIONS)
+    await provision(infra.kafka_bootstrap, specs)
+    yield Topics(prefix, infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([spec.name for spec in specs])
+    except KafkaError:
+        pass  # a test that fails to clean up must not fail the next one
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

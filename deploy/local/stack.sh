@@ -23,7 +23,8 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 PGPORT=${PGPORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
-KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
+# tests create and delete many short-lived topics: give the broker room for their metadata
+KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx2g -Xms512m}
 READY_TIMEOUT=${MUSTER_READY_TIMEOUT:-60}
 SERVICES=(members alerts dispatch)
 

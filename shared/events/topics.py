@@ -55,11 +55,16 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-def all_topics(prefix: str = "") -> list[TopicSpec]:
-    """Every topic with its dead-letter topic; `prefix` isolates test runs."""
+def all_topics(prefix: str = "", max_partitions: int | None = None) -> list[TopicSpec]:
+    """Every topic with its dead-letter topic; `prefix` isolates test runs, and
+    `max_partitions` keeps a test's throwaway topics small."""
+
+    def count(n: int) -> int:
+        return min(n, max_partitions) if max_partitions else n
+
     specs: list[TopicSpec] = []
     for spec in TOPICS:
-        specs.append(TopicSpec(prefix + spec.name, spec.partitions, dict(spec.config)))
+        specs.append(TopicSpec(prefix + spec.name, count(spec.partitions), dict(spec.config)))
         dlq_config = {"retention.ms": str(30 * 24 * 3600 * 1000)}
-        specs.append(TopicSpec(prefix + spec.dlq, 3, dlq_config))
+        specs.append(TopicSpec(prefix + spec.dlq, count(3), dlq_config))
     return specs
