@@ -20,7 +20,15 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette.sse import EventSourceResponse
 
-from services.dispatch import audit, availability, board_store, cap, emergencies, subscriptions
+from services.dispatch import (
+    audit,
+    availability,
+    board_store,
+    cap,
+    egress,
+    emergencies,
+    subscriptions,
+)
 from services.dispatch.live import BoardFeed
 from services.dispatch.models import emergencies as emergencies_table
 from services.dispatch.schemas import (
@@ -467,10 +475,20 @@ async def create_subscription(
     body: SubscriptionCreate,
     principal: Principal = Depends(current_principal),
     session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> SubscriptionOut:
     require_role(principal, "admin", "authority")
     if not principal.can_act_for(body.section):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"you do not act for section {body.section}")
+    if not settings.webhook_allow_private:
+        try:
+            await egress.resolve_target(body.url)
+        except egress.RefusedTarget as exc:
+            # the shape of FastAPI's own validation errors, naming the field
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [{"type": "value_error", "loc": ["body", "url"], "msg": str(exc)}],
+            ) from exc
     async with session.begin():
         row = await subscriptions.create(
             session, section=body.section, url=body.url, secret=body.secret,

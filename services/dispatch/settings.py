@@ -61,6 +61,10 @@ class Settings(MusterSettings):
     webhook_timeout_s: float = Field(
         5.0, gt=0, validation_alias=AliasChoices("DISPATCH_WEBHOOK_TIMEOUT_S")
     )
+    #: let webhooks reach loopback/private/link-local/... addresses (off: SSRF guard)
+    webhook_allow_private: bool = Field(
+        False, validation_alias=AliasChoices("DISPATCH_WEBHOOK_ALLOW_PRIVATE")
+    )
 
     #: the CAP <sender> of the alerts dispatch publishes
     cap_sender: str = Field(

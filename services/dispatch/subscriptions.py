@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.dispatch import egress
 from services.dispatch.models import subscriptions, webhook_deliveries
 from services.dispatch.settings import Settings
 from shared.observability import get_logger
@@ -183,8 +184,25 @@ async def _claim(
     return list(rows)  # type: ignore[arg-type]
 
 
-async def _post(client: httpx.AsyncClient, delivery: Row[Any]) -> str | None:
-    """POST one delivery; None when the receiver took it (2xx), else what went wrong."""
+async def _post(
+    client: httpx.AsyncClient, delivery: Row[Any], *, allow_private: bool = False
+) -> str | None:
+    """POST one delivery; None when the receiver took it (2xx), else what went wrong.
+
+    Unless private addresses are allowed, the URL's host is resolved and checked again
+    now (DNS may have changed since the subscription was made) and the POST goes to the
+    checked address, so a forbidden one is a failed delivery and never a request."""
+    url: str | httpx.URL = delivery.url
+    extensions: dict[str, Any] = {}
+    host_header: dict[str, str] = {}
+    if not allow_private:
+        try:
+            target = await egress.resolve_target(delivery.url)
+        except egress.RefusedTarget as exc:
+            return f"refused: {exc}"
+        url = target.pinned_url()
+        host_header = {"Host": target.host_header}
+        extensions = {"sni_hostname": target.sni_hostname}
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
@@ -192,9 +210,12 @@ async def _post(client: httpx.AsyncClient, delivery: Row[Any]) -> str | None:
         SIGNATURE_HEADER: sign(delivery.secret, timestamp, delivery.body),
         EVENT_ID_HEADER: delivery.event_id,
         DELIVERY_HEADER: str(delivery.id),
+        **host_header,
     }
     try:
-        response = await client.post(delivery.url, content=delivery.body.encode(), headers=headers)
+        response = await client.post(
+            url, content=delivery.body.encode(), headers=headers, extensions=extensions
+        )
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}"
     if 200 <= response.status_code < 300:
@@ -286,7 +307,7 @@ async def deliver_due(
 
     async def run(deliveries: list[Row[Any]]) -> None:
         for delivery in deliveries:
-            error = await _post(client, delivery)
+            error = await _post(client, delivery, allow_private=settings.webhook_allow_private)
             await _record(sessionmaker, settings, delivery, error)
             if error is not None:
                 return  # _record pushed the rest back behind this one's backoff

@@ -1,6 +1,7 @@
 """Authority webhooks: a receiver run by the test verifies each signed summary, answers
 503 for a while and still receives every summary it missed; a receiver that never
-recovers gets its subscription paused."""
+recovers gets its subscription paused. With the default settings, URLs of loopback,
+private and link-local addresses are refused and never POSTed to."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import uuid
 
 import httpx
 import uvicorn
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,11 +44,13 @@ class Receiver:
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.calls = 0
+        self.hits = 0
         self.accepted: dict[str, dict] = {}
         self.bad_signatures = 0
         self.bodies: list[str] = []
 
     async def summary(self, request: Request) -> Response:
+        self.hits += 1
         body = (await request.body()).decode()
         timestamp = request.headers["X-Muster-Timestamp"]
         expected = (
@@ -90,6 +95,7 @@ async def test_signed_summaries_retried_until_received_and_paused_when_failing(
     start_dispatch: StartDispatch, staff: Staff, topics: Topics
 ) -> None:
     dispatch = start_dispatch(
+        DISPATCH_WEBHOOK_ALLOW_PRIVATE="true",  # the receiver listens on 127.0.0.1
         DISPATCH_WEBHOOK_RETRY_BASE_S="0.2",
         DISPATCH_WEBHOOK_RETRY_MAX_S="1",
         DISPATCH_WEBHOOK_MAX_FAILURES="5",
@@ -168,3 +174,64 @@ async def test_signed_summaries_retried_until_received_and_paused_when_failing(
             f"/subscriptions/{failing_id}/resume", headers=staff.authority()
         )
         assert resumed.json()["paused"] is False
+
+
+async def test_private_addresses_refused_at_creation_and_at_delivery(
+    start_dispatch: StartDispatch,
+    staff: Staff,
+    topics: Topics,
+    dispatch_env: dict[str, str],
+    admin_engine: AsyncEngine,
+) -> None:
+    dispatch = start_dispatch(DISPATCH_WEBHOOK_RETRY_BASE_S="0.2", DISPATCH_WEBHOOK_RETRY_MAX_S="1")
+    receiver = Receiver(failures=0)
+    async with serving(receiver) as base, httpx.AsyncClient(base_url=dispatch.url) as client:
+        port = base.rsplit(":", 1)[1]
+        for url in [
+            f"{base}/summaries",
+            f"http://10.1.2.3:{port}/summaries",
+            "http://169.254.169.254/latest/meta-data/",
+            f"http://[::1]:{port}/summaries",
+            f"http://[::ffff:127.0.0.1]:{port}/summaries",
+            f"http://localhost:{port}/summaries",
+        ]:
+            refused = await client.post(
+                "/subscriptions",
+                json={"section": SECTION, "url": url, "secret": SECRET},
+                headers=staff.authority(),
+            )
+            assert refused.status_code == 422, (url, refused.text)
+            assert refused.json()["detail"][0]["loc"] == ["body", "url"], refused.text
+        assert (await client.get("/subscriptions", headers=staff.admin())).json() == []
+
+        # a subscription whose host resolved to a public address when it was made and
+        # now resolves to loopback (stored directly: the API would refuse it today)
+        subscription_id = uuid.uuid4()
+        schema = dispatch_env["MUSTER_DB_SCHEMA"]
+        async with admin_engine.begin() as conn:
+            await conn.execute(
+                text(
+                    f'INSERT INTO "{schema}".subscriptions (id, section, url, secret, created_by)'
+                    " VALUES (:id, :section, :url, :secret, 'test')"
+                ),
+                {"id": subscription_id, "section": SECTION,
+                 "url": f"http://localhost:{port}/summaries", "secret": SECRET},
+            )  # fmt: skip
+
+        emergency = await client.post(
+            "/emergencies", json=emergency_body(members_needed=1), headers=staff.coordinator()
+        )
+        script = Script(uuid.UUID(emergency.json()["id"]))
+        await publish(topics.bootstrap, topics(ALERTS), [script.sent(uuid.uuid4(), 0)])
+
+        failed: dict = {}
+
+        async def failed_twice() -> bool:
+            listing = (await client.get("/subscriptions", headers=staff.admin())).json()
+            failed.update(next(s for s in listing if s["id"] == str(subscription_id)))
+            return bool(failed["consecutive_failures"] >= 2)
+
+        assert await wait_for(failed_twice, timeout_s=30), failed
+        assert "refused" in failed["last_error"] and "loopback" in failed["last_error"]
+        assert failed["pending_deliveries"] >= 1
+        assert receiver.hits == 0
