@@ -27,6 +27,7 @@ from services.dispatch import (
     cap,
     egress,
     emergencies,
+    stream_tickets,
     subscriptions,
 )
 from services.dispatch.live import BoardFeed
@@ -43,7 +44,13 @@ from services.dispatch.schemas import (
     SubscriptionOut,
 )
 from services.dispatch.settings import Settings
-from shared.auth import Principal, TokenVerifier, principal_dependency, require_role
+from shared.auth import (
+    Principal,
+    TokenVerifier,
+    oauth2_scheme,
+    principal_dependency,
+    require_role,
+)
 from shared.events.availability import AvailabilitySummary
 
 router = APIRouter()
@@ -240,6 +247,53 @@ async def get_board(
     }
 
 
+@router.post(
+    "/emergencies/{emergency_id}/stream-ticket",
+    tags=["board"],
+    summary="A single-use ticket (30 s) for opening the stream without a header",
+)
+async def stream_ticket(
+    request: Request,
+    response: Response,
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> dict[str, Any]:
+    await _visible(session, principal, emergency_id, "coordinator", "admin")
+    ticket = await stream_tickets.issue(
+        request.app.state.runtime.redis, settings.redis_prefix, principal, emergency_id
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return {"ticket": ticket, "expires_in": stream_tickets.TTL_S}
+
+
+async def stream_principal(
+    request: Request,
+    emergency_id: uuid.UUID,
+    ticket: str | None = Query(
+        None, description="from POST /emergencies/{id}/stream-ticket, instead of the header"
+    ),
+    token: str | None = Depends(oauth2_scheme),
+    settings: Settings = Depends(get_settings),
+) -> Principal:
+    """The bearer token's principal or, with `?ticket=`, the one the ticket was issued to
+    (the ticket is used up here; one that is unknown, used, expired or for another
+    emergency is a 401)."""
+    if ticket is None:
+        return await current_principal(request, token)
+    principal = await stream_tickets.redeem(
+        request.app.state.runtime.redis, settings.redis_prefix, ticket, emergency_id
+    )
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid stream ticket: unknown, already used, expired or for another emergency",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
 @router.get(
     "/emergencies/{emergency_id}/stream",
     tags=["board"],
@@ -248,7 +302,7 @@ async def get_board(
 async def stream_board(
     request: Request,
     emergency_id: uuid.UUID,
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(stream_principal),
     session: AsyncSession = Depends(get_session),
 ) -> EventSourceResponse:
     row = await _visible(session, principal, emergency_id, "coordinator", "admin")
