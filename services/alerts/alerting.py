@@ -4,16 +4,26 @@ The handlers run inside the consumer's transaction (with `processed_events`), so
 event is applied once. They never call the provider: they write the `alerts` rows and
 the `outbound_messages` the sender will send, and `pg_notify` the senders, which hear
 it when the transaction commits. A Kafka poll never waits for an SMS.
+
+A wave is written in chunks, nearest first (ALERTS_RECORD_FIRST_CHUNK rows, then
+ALERTS_RECORD_CHUNK): every chunk but the last commits in its own transaction, so the
+sender starts on the nearest members while the rest are written; the last chunk, the
+`alert_waves` row that marks the wave complete and `processed_events` commit together.
+Each member's row is unique per emergency (ON CONFLICT DO NOTHING), so a crash between
+chunks redelivers the event and the recording resumes: the selection leaves out the
+members already alerted and asks only for the wave's count minus its rows already
+written, which (nearest first) are the same remaining members as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -21,11 +31,17 @@ from uuid import UUID
 from sqlalchemy import ARRAY, and_, any_, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import messages
 from services.alerts.index import SearchArea, TargetingIndex, search_area
-from services.alerts.models import alerts, emergencies, outbound_messages, sms_opt_outs
+from services.alerts.models import (
+    alert_waves,
+    alerts,
+    emergencies,
+    outbound_messages,
+    sms_opt_outs,
+)
 from services.alerts.replies import is_reply_code
 from services.alerts.selection import Chosen, Target, first_wave_count, target_for
 from services.alerts.selection import select as select_members
@@ -73,6 +89,14 @@ _INSERT_ALERT_SMS = text(
     ORDER BY u.n
     """
 )
+_MARK_WAVE_COMPLETE = text(
+    """
+    INSERT INTO alert_waves (emergency_id, wave, recorded)
+    SELECT :emergency_id, :wave, count(*) FROM alerts
+    WHERE emergency_id = :emergency_id AND wave = :wave
+    ON CONFLICT DO NOTHING
+    """
+)
 _CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 #: answers that hold a member for an emergency (not free for another one)
 COMMITTED_RESPONSES = ("accepted", "standby", "arrived")
@@ -96,10 +120,27 @@ def new_token() -> str:
     return secrets.token_urlsafe(16)
 
 
+def record_chunks(total: int, first: int, rest: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of the chunks a wave of `total` is written in: `first` rows, then
+    `rest` rows each (the last one shorter)."""
+    start, size = 0, first
+    while start < total:
+        end = min(start + size, total)
+        yield start, end
+        start, size = end, rest
+
+
 class Alerting:
-    def __init__(self, settings: Settings, index: TargetingIndex) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        index: TargetingIndex,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
         self.settings = settings
         self.index = index
+        #: for the chunks of a wave committed before the event's own transaction
+        self.db = sessionmaker
 
     # --- declared / escalated: select and record ---------------------------------------
 
@@ -112,27 +153,29 @@ class Alerting:
             return
         await self.index.ensure_ready()
         code = reply_code_for(event.emergency_id, event.reply_code)
-        await session.execute(
-            pg_insert(emergencies)
-            .values(
-                id=event.emergency_id,
-                section=event.section,
-                title=event.title,
-                drill=event.drill,
-                severity=event.severity,
-                members_needed=event.members_needed,
-                reply_code=code,
-                facts=event.model_dump(mode="json"),
-                declared_at=event.declared_at,
+        # committed at once: the wave's early chunks, in their own transactions, refer to it
+        async with self.db() as own, own.begin():
+            await own.execute(
+                pg_insert(emergencies)
+                .values(
+                    id=event.emergency_id,
+                    section=event.section,
+                    title=event.title,
+                    drill=event.drill,
+                    severity=event.severity,
+                    members_needed=event.members_needed,
+                    reply_code=code,
+                    facts=event.model_dump(mode="json"),
+                    declared_at=event.declared_at,
+                )
+                .on_conflict_do_nothing()
             )
-            .on_conflict_do_nothing()
-        )
         row = (
             await session.execute(select(emergencies).where(emergencies.c.id == event.emergency_id))
         ).one()
         if row.status != "active":
             return
-        if await self._wave_recorded(session, event.emergency_id, 1):
+        if await self._wave_complete(session, event.emergency_id, 1):
             log.info("first wave already recorded", emergency_id=str(event.emergency_id))
             return
         target = target_for(
@@ -161,7 +204,7 @@ class Alerting:
                 emergency_id=str(event.emergency_id),
             )
             return
-        if await self._wave_recorded(session, event.emergency_id, event.wave):
+        if await self._wave_complete(session, event.emergency_id, event.wave):
             return
         facts = EmergencyDeclared.model_validate(row.facts)
         target = target_for(
@@ -182,11 +225,13 @@ class Alerting:
             causation=delivery.envelope.id,
         )
 
-    async def _wave_recorded(self, session: AsyncSession, emergency_id: UUID, wave: int) -> bool:
+    async def _wave_complete(self, session: AsyncSession, emergency_id: UUID, wave: int) -> bool:
+        """The wave's recording finished (another event with the same wave is ignored);
+        an interrupted one (alert rows, no mark) is resumed."""
         found = await session.execute(
-            select(alerts.c.id)
-            .where(alerts.c.emergency_id == emergency_id, alerts.c.wave == wave)
-            .limit(1)
+            select(alert_waves.c.wave).where(
+                alert_waves.c.emergency_id == emergency_id, alert_waves.c.wave == wave
+            )
         )
         return found.first() is not None
 
@@ -203,18 +248,21 @@ class Alerting:
         now = datetime.now(UTC)
         started = time.perf_counter()
         area = Area.model_validate(emergency.facts["area"])
-        already = set(
-            (
-                await session.execute(
-                    select(alerts.c.member_id).where(alerts.c.emergency_id == emergency.id)
+        alerted = (
+            await session.execute(
+                select(alerts.c.member_id, alerts.c.wave).where(
+                    alerts.c.emergency_id == emergency.id
                 )
-            ).scalars()
-        )
+            )
+        ).all()
+        already = {a.member_id for a in alerted}
+        # rows of this wave written before an interruption count towards its size
+        in_wave = sum(1 for a in alerted if a.wave == wave)
         committed = await committed_elsewhere(session, emergency.id)
         opted_out = set((await session.execute(select(sms_opt_outs.c.phone))).scalars())
         chosen, considered = await choose(
             self.index,
-            target,
+            dataclasses.replace(target, count=max(target.count - in_wave, 0)),
             search_area(area, search_radius),
             now,
             live_max_age_s=self.settings.live_position_max_age_s,
@@ -226,20 +274,53 @@ class Alerting:
         open_elsewhere = await open_alert_members(
             session, emergency.id, [c.member_id for c in chosen]
         )
-        recorded = await self._record(session, emergency, chosen, wave, open_elsewhere)
-        await session.execute(
-            text("SELECT pg_notify(:c, '')"), {"c": notify_channel(self.settings.schema_name)}
+        recorded = 0
+        first_ms: float | None = None
+        chunks = list(
+            record_chunks(len(chosen), self.settings.record_first_chunk, self.settings.record_chunk)
         )
+        for start, end in chunks[:-1]:
+            # committed on its own: the sender sends it while the next ones are written
+            async with self.db() as own, own.begin():
+                if not await _still_active(own, emergency.id):
+                    log.info(
+                        "emergency closed while its wave was recorded, rest not recorded",
+                        emergency_id=str(emergency.id),
+                        wave=wave,
+                    )
+                    return
+                recorded += await self._record(
+                    own, emergency, chosen[start:end], wave, open_elsewhere, in_wave + start
+                )
+                await self._notify(own)
+            if first_ms is None:
+                first_ms = (time.perf_counter() - started) * 1000
+        # the last chunk commits with the wave's mark and the event's processed_events row
+        for start, end in chunks[-1:]:
+            recorded += await self._record(
+                session, emergency, chosen[start:end], wave, open_elsewhere, in_wave + start
+            )
+        await session.execute(_MARK_WAVE_COMPLETE, {"emergency_id": emergency.id, "wave": wave})
+        await self._notify(session)
         log.info(
             "wave recorded",
             emergency_id=str(emergency.id),
             wave=wave,
             candidates=considered,
             selected=len(chosen),
+            resumed_after=in_wave,
             recorded=recorded,
+            chunks=len(chunks),
             selection_ms=round(selected_s * 1000, 1),
+            first_chunk_ms=round(first_ms, 1) if first_ms is not None else None,
             total_ms=round((time.perf_counter() - started) * 1000, 1),
             causationid=causation,
+        )
+
+    async def _notify(self, session: AsyncSession) -> None:
+        """Wake the senders (they hear it when the transaction commits)."""
+        await session.execute(
+            text("SELECT pg_notify(:c, '')"), {"c": notify_channel(self.settings.schema_name)}
         )
 
     async def _record(
@@ -249,9 +330,11 @@ class Alerting:
         chosen: Sequence[Chosen],
         wave: int,
         open_elsewhere: set[UUID],
+        offset: int,
     ) -> int:
-        """Insert the alert rows and their SMS, nearest first (the sender sends in id
-        order), skipping members another instance recorded meanwhile (unique row)."""
+        """Insert the alert rows and their SMS, nearest first (the sender sends in rank
+        order; `offset` is the rank of the first), skipping members recorded meanwhile by
+        another instance or an interrupted recording (unique row)."""
         facts = emergency.facts
         base = self.settings.public_base_url.rstrip("/")
         now = datetime.now(UTC)
@@ -316,7 +399,7 @@ class Alerting:
                     "phones": [phones[i] for i in keep],
                     "bodies": [bodies[i] for i in keep],
                     "segments": [messages.segments(bodies[i]) for i in keep],
-                    "offset": start,
+                    "offset": offset + start,
                 },
             )
             recorded += len(keep)
@@ -596,6 +679,19 @@ async def choose(
         if len(chosen) >= target.count and chosen[-1].distance_m < bound * 0.999 - 1:
             break
     return chosen, len(fetched)
+
+
+async def _still_active(session: AsyncSession, emergency_id: UUID) -> bool:
+    """The emergency is still active, and stays so until this transaction ends (a
+    closing or staffing update waits for it: both lock the row for update)."""
+    status = (
+        await session.execute(
+            select(emergencies.c.status)
+            .where(emergencies.c.id == emergency_id)
+            .with_for_update(read=True)
+        )
+    ).scalar_one_or_none()
+    return status == "active"
 
 
 async def committed_elsewhere(session: AsyncSession, emergency_id: UUID) -> set[UUID]:

@@ -42,7 +42,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     redis_client = runtime.redis
     assert redis_client is not None
     index = TargetingIndex(redis_client, settings)
-    alerting = Alerting(settings, index)
+    alerting = Alerting(settings, index, runtime.db)
     sender = Sender(settings, runtime.db, provider_for(settings), redis_client)
     background: list[asyncio.Task[None]] = []
 

@@ -3,6 +3,9 @@
 - `emergencies`: what alerts knows of each emergency (facts, status, staffed).
 - `alerts`: one row per member per emergency (unique), with the member's unguessable
   answer token and their answer. Written before any SMS is attempted.
+- `alert_waves`: the waves whose recording is complete (written with the last chunk of
+  the wave, in the event's transaction; a wave with alert rows and no row here was
+  interrupted and is resumed).
 - `outbound_messages`: every SMS to send (the alert itself and the later not-needed,
   call-up, stand-down and correction messages), one per alert and kind (unique); the
   sender claims them with `FOR UPDATE SKIP LOCKED`.
@@ -75,6 +78,16 @@ alerts = Table(
     UniqueConstraint("emergency_id", "member_id", name="alerts_once_per_member"),
     Index("alerts_phone_idx", "phone"),
     Index("alerts_member_idx", "member_id"),
+)
+
+alert_waves = Table(
+    "alert_waves",
+    metadata,
+    Column("emergency_id", UUID(as_uuid=True), ForeignKey("emergencies.id"), primary_key=True),
+    Column("wave", Integer, primary_key=True),
+    #: alert rows of the wave (those of an interrupted recording included)
+    Column("recorded", Integer, nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 outbound_messages = Table(

@@ -48,6 +48,10 @@ class Settings(MusterSettings):
     )
     #: first wave: members_needed times this
     over_alert_factor: int = Field(3, ge=1, validation_alias=_env("ALERTS_OVER_ALERT_FACTOR"))
+    #: a wave's alert rows (and their SMS) are written in chunks, nearest first, each
+    #: committed on its own so the sender starts on the first while the rest are written
+    record_first_chunk: int = Field(200, ge=1, validation_alias=_env("ALERTS_RECORD_FIRST_CHUNK"))
+    record_chunk: int = Field(2000, ge=1, validation_alias=_env("ALERTS_RECORD_CHUNK"))
     #: a live position older than this is ignored (home is used)
     live_position_max_age_s: int = Field(
         1800, ge=0, validation_alias=_env("ALERTS_LIVE_POSITION_MAX_AGE_S")
