@@ -98,10 +98,13 @@ def unique_section() -> str:
 _counter = iter(range(10_000_000))
 
 
+_PHONE_BASE = uuid.uuid4().int % 5_000_000
+
+
 def unique_phone() -> str:
     """A valid, unused French mobile number (+33 6 ...)."""
-    n = next(_counter) + int(uuid.uuid4().int % 9_000_000) * 10
-    return f"+3361{n % 10_000_000:07d}"
+    # a random base per test process, then consecutive numbers: never twice in one run
+    return f"+3361{(_PHONE_BASE + next(_counter)) % 10_000_000:07d}"
 
 
 async def make_section(client: httpx.AsyncClient, code: str | None = None, **extra: str) -> str:
