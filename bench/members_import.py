@@ -21,31 +21,17 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.members.importing import parse_csv
+from services.members.importing import CSV_COLUMNS, parse_csv
 from shared.events.provision import provision
 from shared.events.topics import all_topics
 from shared.settings import MusterSettings
 from tests.support.processes import run_migrations, start_service
 
-COLUMNS = [
-    "section",
-    "full_name",
-    "phone",
-    "email",
-    "language",
-    "qualifications",
-    "lat",
-    "lon",
-    "availability",
-    "quiet_hours",
-    "consent_alerts",
-]
-
 
 def make_csv(rows: int, section: str) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(COLUMNS)
+    writer.writerow(CSV_COLUMNS)
     for i in range(rows):
         writer.writerow(
             [

@@ -411,11 +411,7 @@ class Alerting:
         event = delivery.data
         assert isinstance(event, EmergencyUpdated)
         session = delivery.db
-        row = (
-            await session.execute(
-                select(emergencies).where(emergencies.c.id == event.emergency_id).with_for_update()
-            )
-        ).one_or_none()
+        row = await _locked_emergency(session, event.emergency_id)
         if row is None or row.status != "active":
             return
         facts = {
@@ -508,11 +504,7 @@ class Alerting:
         event = delivery.data
         assert isinstance(event, EmergencyClosed)
         session = delivery.db
-        row = (
-            await session.execute(
-                select(emergencies).where(emergencies.c.id == event.emergency_id).with_for_update()
-            )
-        ).one_or_none()
+        row = await _locked_emergency(session, event.emergency_id)
         if row is None or row.status == "closed":
             return
         false_alarm = event.false_alarm or event.reason == "false_alarm"
@@ -728,3 +720,13 @@ async def open_alert_members(
         )
     )
     return set(found.scalars())
+
+
+async def _locked_emergency(session: AsyncSession, emergency_id: uuid.UUID) -> Any:
+    """The emergency's row, locked until the transaction ends (follow-ups of one
+    emergency are applied one at a time), or None if alerts has never seen it."""
+    return (
+        await session.execute(
+            select(emergencies).where(emergencies.c.id == emergency_id).with_for_update()
+        )
+    ).one_or_none()

@@ -45,21 +45,21 @@ log = get_logger(__name__)
 router = APIRouter(tags=["members"])
 
 REQUIRED_COLUMNS = ("section", "full_name", "phone")
-KNOWN_COLUMNS = frozenset(
-    {
-        "section",
-        "full_name",
-        "phone",
-        "email",
-        "language",
-        "qualifications",
-        "lat",
-        "lon",
-        "availability",
-        "quiet_hours",
-        "consent_alerts",
-    }
+#: the columns of an import file, in the order the documentation lists them
+CSV_COLUMNS = (
+    "section",
+    "full_name",
+    "phone",
+    "email",
+    "language",
+    "qualifications",
+    "lat",
+    "lon",
+    "availability",
+    "quiet_hours",
+    "consent_alerts",
 )
+KNOWN_COLUMNS = frozenset(CSV_COLUMNS)
 _TRUE = frozenset({"true", "yes", "y", "1", "oui", "si", "sì", "po"})
 _FALSE = frozenset({"false", "no", "n", "0", "non", "jo", ""})
 #: the model field an error is reported on -> the CSV column a person has to fix

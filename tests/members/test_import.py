@@ -5,23 +5,10 @@ from __future__ import annotations
 import csv
 import io
 
+from services.members.importing import CSV_COLUMNS
 from shared.events.topics import MEMBERS_STATE
 from tests.members.conftest import MembersUnderTest, make_section, unique_phone, unique_section
 from tests.support.kafka import read_records
-
-COLUMNS = [
-    "section",
-    "full_name",
-    "phone",
-    "email",
-    "language",
-    "qualifications",
-    "lat",
-    "lon",
-    "availability",
-    "quiet_hours",
-    "consent_alerts",
-]
 
 
 def _row(section: str, i: int) -> dict[str, str]:
@@ -42,7 +29,7 @@ def _row(section: str, i: int) -> dict[str, str]:
 
 def _csv(rows: list[dict[str, str]]) -> bytes:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue().encode()
