@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status infra test test-fast bench lint format venv clean
+.PHONY: up down status infra test test-fast bench bench-quick lint format venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,9 +39,13 @@ test: infra
 test-fast: $(STAMP)
 	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-## Benchmarks: each prints its figures.
+## Benchmarks: each figure beside the raw part it stands on, one table, bench/results/latest.json.
 bench: infra
 	@$(PY) -m bench
+
+## The same at small sizes, for day-to-day use (a few minutes).
+bench-quick: infra
+	@BENCH_QUICK=1 $(PY) -m bench
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .

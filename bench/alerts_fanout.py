@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench import results
 from shared.events.catalog import make_envelope
 from shared.events.envelope import encode
 from shared.events.provision import provision
@@ -50,7 +51,8 @@ async def _publish(bootstrap: str, topic: str, envelopes: list) -> None:  # type
 
 
 async def main() -> None:
-    n = 10_000 if os.environ.get("BENCH_FULL") else int(os.environ.get("BENCH_ALERTS_N", "2000"))
+    default = "1000" if os.environ.get("BENCH_QUICK") else "2000"
+    n = 10_000 if os.environ.get("BENCH_FULL") else int(os.environ.get("BENCH_ALERTS_N", default))
     settings = MusterSettings()
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -112,6 +114,14 @@ async def main() -> None:
         print("  deciles (s):           " + " ".join(f"{s:.2f}" for s in spread))
         duplicates = len(arrivals) - len({m.to for m in twilio.messages})
         print(f"  duplicates:            {duplicates}")
+        results.figure("alerts_fanout", f"declared -> first SMS ({n:,} selected)", first * 1000,
+                       "ms", better="lower", floor="kafka_rtt_p50",
+                       goal=100 if n >= 10_000 else None)  # fmt: skip
+        results.figure("alerts_fanout", f"fan-out ({n:,} selected)",
+                       len(arrivals) / max(last - first, 1e-9), "SMS/s", better="higher",
+                       floor="http_rate", goal=3000)  # fmt: skip
+        results.figure("alerts_fanout", f"declared -> last SMS ({n:,} selected)", last, "s",
+                       better="lower")  # fmt: skip
     finally:
         if service is not None:
             service.stop()

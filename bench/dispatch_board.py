@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench import results
 from shared.events.alerts import AlertSent
 from shared.events.catalog import EventData, make_envelope
 from shared.events.envelope import encode
@@ -61,7 +62,14 @@ async def _count(engine, schema: str, emergency_id: str, answered: bool = True) 
 
 async def main() -> None:
     n = int(
-        os.environ.get("BENCH_DISPATCH_N") or (10_000 if os.environ.get("BENCH_FULL") else 2000)
+        os.environ.get("BENCH_DISPATCH_N")
+        or (
+            10_000
+            if os.environ.get("BENCH_FULL")
+            else 1000
+            if os.environ.get("BENCH_QUICK")
+            else 2000
+        )
     )
     latency_samples = 100
     settings = MusterSettings()
@@ -132,6 +140,8 @@ async def main() -> None:
             if time.monotonic() - started > 600:
                 raise RuntimeError("the board did not catch up within 10 minutes")
         elapsed = time.monotonic() - started
+        results.figure("dispatch_board", f"answers applied ({n:,})", n / elapsed, "updates/s",
+                       better="higher", goal=2000)  # fmt: skip
         print(f"dispatch board: {n} responses applied in {elapsed:.2f} s "
               f"(published in {published:.2f} s): {n / elapsed:,.0f} board updates/s")  # fmt: skip
 
@@ -180,6 +190,11 @@ async def main() -> None:
             print(f"dispatch board: response.received on Kafka -> SSE row event, "
                   f"{len(ok)}/{latency_samples} samples: p50 {statistics.median(ok):.1f} ms, "
                   f"p95 {p95:.1f} ms, max {ok[-1]:.1f} ms")  # fmt: skip
+            p99 = ok[min(len(ok) - 1, int(len(ok) * 0.99))]
+            results.figure("dispatch_board", "answer on Kafka -> SSE p50", statistics.median(ok),
+                           "ms", better="lower", floor="kafka_rtt_p50")  # fmt: skip
+            results.figure("dispatch_board", "answer on Kafka -> SSE p99", p99, "ms",
+                           better="lower", floor="kafka_rtt_p99", goal=100)  # fmt: skip
         else:
             print("dispatch board: no SSE event arrived")
     finally:

@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench import results
 from shared.settings import MusterSettings
 from tests.support.processes import run_migrations, start_service
 
@@ -98,7 +99,8 @@ def _line(label: str, timings: list[float]) -> str:
 
 
 async def main() -> None:
-    n = int(os.environ.get("MEMBERS_BENCH_MEMBERS", "100000"))
+    default = "20000" if os.environ.get("BENCH_QUICK") else "100000"
+    n = int(os.environ.get("MEMBERS_BENCH_MEMBERS", default))
     settings = MusterSettings()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     env = {
@@ -155,6 +157,8 @@ async def main() -> None:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await engine.dispose()
     flat = [t for batch in parallel for t in batch]
+    results.figure("members_availability", f"GET /availability p50 ({n:,} members)",
+                   statistics.median(sequential) * 1000, "ms", better="lower")  # fmt: skip
     print(f"GET /availability over {n:,} members (seeded by SQL in {seed_s:.1f} s):")
     print(_line("sequential", sequential))
     print(_line("4 concurrent clients", flat) + f", {len(flat) / parallel_s:.0f} requests/s")

@@ -17,10 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench import results
 from services.members.importing import CSV_COLUMNS, parse_csv
 from shared.events.provision import provision
 from shared.events.topics import all_topics
@@ -51,8 +53,28 @@ def make_csv(rows: int, section: str) -> bytes:
     return out.getvalue().encode()
 
 
+async def _raw_copy(database_url: str, schema: str, body: bytes) -> float:
+    """The raw part: asyncpg COPY of the same rows into a table of the same columns."""
+    records = list(csv.reader(io.StringIO(body.decode())))[1:]
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        columns = ", ".join(f'"{c}" text' for c in CSV_COLUMNS)
+        await conn.execute(f'CREATE TABLE "{schema}".copy_floor ({columns})')
+        started = time.perf_counter()
+        await conn.copy_records_to_table("copy_floor", schema_name=schema, records=records)
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
 async def main() -> None:
-    rows = int(os.environ.get("MEMBERS_BENCH_IMPORT_ROWS", "10000"))
+    default = "5000" if os.environ.get("BENCH_QUICK") else "10000"
+    rows = int(
+        os.environ.get(
+            "MEMBERS_BENCH_IMPORT_ROWS", "50000" if os.environ.get("BENCH_FULL") else default
+        )
+    )
     settings = MusterSettings()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -112,9 +134,13 @@ async def main() -> None:
             published_s = time.perf_counter() - started
         finally:
             service.stop()
+    copy_s = await _raw_copy(settings.database_url, schema, body)
     async with engine.begin() as conn:
         await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     await engine.dispose()
+    results.floor("members_import", "asyncpg COPY", rows / copy_s, "rows/s", better="higher")
+    results.figure("members_import", f"CSV import ({rows:,} rows)", rows / import_s, "rows/s",
+                   better="higher", floor="asyncpg COPY", goal=20_000)  # fmt: skip
     print(f"CSV import of {rows:,} rows ({len(body) / 1e6:.1f} MB), one request, all-or-nothing:")
     print(
         f"  request (validate + bulk insert + {rows:,} snapshots into the outbox): "
@@ -124,6 +150,7 @@ async def main() -> None:
         f"  validation alone (in-process parse_csv): {validate_s:.2f} s"
         f" = {rows / validate_s:,.0f} rows/s"
     )
+    print(f"  raw asyncpg COPY of the same rows: {copy_s:.2f} s = {rows / copy_s:,.0f} rows/s")
     print(
         f"  until every snapshot is on Kafka: {published_s:.2f} s"
         f" = {rows / published_s:,.0f} rows/s"

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
+from bench import results
 from shared.db import ensure_schema, make_engine, make_sessionmaker
 from shared.events.provision import provision
 from shared.events.responses import ResponseReceived
@@ -28,7 +29,13 @@ from shared.settings import MusterSettings
 
 async def main() -> None:
     settings = MusterSettings()
-    total = 50_000 if os.environ.get("BENCH_FULL") else 10_000
+    total = (
+        50_000
+        if os.environ.get("BENCH_FULL")
+        else 2_000
+        if os.environ.get("BENCH_QUICK")
+        else 10_000
+    )
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     await provision(settings.kafka_bootstrap_servers, all_topics(prefix))
@@ -65,7 +72,7 @@ async def main() -> None:
         await asyncio.sleep(0.05)
     publish_s = time.perf_counter() - started
     # steady state: single-event transactions while the relay is idle-polling
-    steady = 300
+    steady = 100 if os.environ.get("BENCH_QUICK") else 300
     for i in range(steady):
         async with sessions() as session, session.begin():
             await add_events(
@@ -110,6 +117,14 @@ async def main() -> None:
         f"p95 {lag_values[int(len(lag_values) * 0.95)] * 1000:.0f} ms, "
         f"max {lag_values[-1] * 1000:.0f} ms"
     )
+    p99 = lag_values[min(len(lag_values) - 1, int(len(lag_values) * 0.99))] * 1000
+    results.figure("outbox_relay", "relay throughput", total / publish_s, "events/s",
+                   better="higher", goal=20_000)  # fmt: skip
+    results.figure("outbox_relay", "commit -> broker ack p50",
+                   statistics.median(lag_values) * 1000, "ms", better="lower",
+                   floor="kafka_rtt_p50")  # fmt: skip
+    results.figure("outbox_relay", "commit -> broker ack p99", p99, "ms", better="lower",
+                   floor="kafka_rtt_p99", goal=10)  # fmt: skip
 
 
 if __name__ == "__main__":
