@@ -19,8 +19,10 @@ from services.alerts.answer_page import answer_router
 from services.alerts.inbound import sms_router
 from services.alerts.index import TargetingIndex
 from services.alerts.providers import provider_for
+from services.alerts.reach import reach_router
 from services.alerts.sending import Sender
 from services.alerts.settings import Settings
+from shared.auth import TokenVerifier
 from shared.consumer import Delivery
 from shared.events.emergencies import (
     EmergencyClosed,
@@ -103,10 +105,13 @@ def build(settings: Settings | None = None) -> FastAPI:
         routers=[
             sms_router(settings, lambda: runtime.db),
             answer_router(settings, lambda: runtime.db, lambda: redis_client),
+            reach_router(settings, lambda: runtime.db, lambda: index),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],
     )
     app.state.index = index
+    # staff tokens (the reach preview) are verified against members' JWKS, as dispatch does
+    app.state.verifier = TokenVerifier(settings.jwks_url)
     app.state.sender = sender
     return app

@@ -63,6 +63,10 @@ class Settings(MusterSettings):
     answer_rate_per_ip_per_min: int = Field(
         120, ge=1, validation_alias=_env("ALERTS_ANSWER_RATE_PER_IP_PER_MIN")
     )
+    #: reach previews (POST /reach/preview) allowed per staff account each minute
+    reach_preview_rate_per_min: int = Field(
+        60, ge=1, validation_alias=_env("ALERTS_REACH_PREVIEW_RATE_PER_MIN")
+    )
     #: fault injection for the crash tests only: pause after the provider accepted a
     #: message, before the row is marked sent
     fault_pause_after_send_s: float = Field(
