@@ -7,9 +7,17 @@
 2. in one database transaction, insert `(consumer, event id)` into `processed_events`
    with ON CONFLICT DO NOTHING and run the handler only if the row is new, so a
    redelivered or replayed event changes nothing;
-3. retry a failing handler a bounded number of times with exponential backoff and
-   jitter, then dead-letter the record with the error;
+3. tell an outage from a poison record (`is_transient`): a connection refused or reset,
+   a database failover, a timeout is retried *without limit* (capped exponential backoff
+   with jitter) while the partition waits; any other handler failure is retried a bounded
+   number of times, then the record is dead-lettered with the error;
 4. return normally, so the caller commits the offset only now, after the transaction.
+
+An outage can outlast Kafka's `max.poll.interval.ms` (5 minutes), after which aiokafka
+leaves the group. So a record is held inside one poll for at most `poll_hold_s`; then
+`TransientOutage` hands control back to the poll loop, which commits what is done,
+seeks back to the blocked record and reads it again: the partition still reads nothing
+past it, and the backoff carries on where it was.
 
 `subscribe` wires a consumer into a FastStream broker with an explicit ack policy:
 FastStream's default acknowledges before the handler runs (at-most-once).
@@ -19,15 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
+import asyncpg
+import httpx
+import redis.exceptions
+import sqlalchemy.exc
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kafka_errors
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from prometheus_client import Counter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
 from shared.events.catalog import EventData, InvalidEventData, UnknownEventType, parse_data
 from shared.events.envelope import Envelope, EnvelopeError, decode
@@ -49,6 +64,88 @@ DLQ_HEADER_CONSUMER = "muster.dlq.consumer"
 DLQ_HEADER_TOPIC = "muster.dlq.topic"
 DLQ_HEADER_PARTITION = "muster.dlq.partition"
 DLQ_HEADER_OFFSET = "muster.dlq.offset"
+DLQ_HEADER_PREFIX = "muster.dlq."
+
+TRANSIENT_RETRIES = Counter(
+    "muster_consumer_transient_retries_total",
+    "Handler attempts that failed on an infrastructure error (retried without limit)",
+    ["consumer", "error"],
+)
+
+#: the shortest pause between attempts during an outage
+MIN_TRANSIENT_RETRY_S = 0.05
+
+#: aiokafka leaves the group when its poll loop is idle this long (its default)
+MAX_POLL_INTERVAL_MS = 300_000
+
+# Errors that say "the infrastructure is not there right now", not "this record is
+# wrong": retrying the same record later succeeds once the database, Redis, Kafka or
+# the HTTP peer is back. Anything else is a bug or bad data, and retrying it forever
+# would block the partition for good.
+_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionRefusedError, ConnectionResetError, TimeoutError, ...
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError and SQLSTATE 08
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, recovering, failing over
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # the connection is closed or unusable
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,  # no connection free in the pool in time
+    redis.exceptions.ConnectionError,  # BusyLoadingError is one
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # writing to a replica during a failover
+    httpx.TransportError,  # connect / read / write errors and timeouts, not HTTP statuses
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.NodeNotReadyError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if `exc`, or an error it wraps, is an infrastructure outage worth waiting out.
+
+    SQLAlchemy wraps the driver's error (`.orig`, `__cause__`); only explicit causes are
+    followed, never the implicit `__context__`: a handler that turns a caught connection
+    error into a `ValueError` means the record is bad."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _TRANSIENT_TYPES):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, kafka_errors.KafkaError) and current.retriable:
+            return True
+        pending.append(current.__cause__)
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            pending.append(orig)
+    return False
+
+
+def backoff_delay(failures: int, *, base_s: float, cap_s: float, jitter: float) -> float:
+    """Delay before the next attempt after `failures` (>= 1) consecutive failures:
+    `base_s` doubling per failure up to `cap_s`, of which a random half (`jitter` in
+    [0, 1]) is dropped so that consumers recovering together do not retry in step."""
+    ceiling = min(cap_s, base_s * 2.0 ** min(failures - 1, 62))
+    return ceiling * (0.5 + 0.5 * jitter)
+
+
+class TransientOutage(Exception):
+    """The infrastructure kept failing for the whole hold: leave the record unconsumed
+    and let the poll loop run (so the consumer stays in its group), then come back."""
+
+    def __init__(self, record: Record, cause: BaseException | None) -> None:
+        super().__init__(
+            f"{record.topic}[{record.partition}]@{record.offset} waits for "
+            f"{type(cause).__name__ if cause else 'the infrastructure'}"
+        )
+        self.record = record
 
 
 class Record(Protocol):
@@ -104,6 +201,8 @@ class EventConsumer:
         max_attempts: int = 4,
         retry_base_s: float = 0.2,
         retry_max_s: float = 5.0,
+        transient_retry_max_s: float = 30.0,
+        poll_hold_s: float = 60.0,
     ) -> None:
         self.name = name
         self._handlers = dict(handlers)
@@ -114,6 +213,15 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
+        self._transient_retry_max_s = transient_retry_max_s
+        if poll_hold_s <= 0 or poll_hold_s * 1000 >= MAX_POLL_INTERVAL_MS / 2:
+            raise ValueError("poll_hold_s must be positive and well under max.poll.interval")
+        self.poll_hold_s = poll_hold_s
+        # An outage outlives one record and one poll: the backoff carries on across them
+        # and is reset by the first record that gets through.
+        self._transient_failures = 0
+        self._retry_at = 0.0
+        self._last_transient: BaseException | None = None
 
     async def handle_record(self, record: Record) -> str:
         """Apply, skip or dead-letter one record; return the outcome. Raises only if the
@@ -137,7 +245,11 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(self.name, record.topic, "ignored").inc()
             return "ignored"
         try:
-            outcome = await self._apply_with_retries(record, envelope, data, handler)
+            outcome = await self._settle(
+                record, lambda: self._apply_once(record, envelope, data, handler)
+            )
+        except TransientOutage:
+            raise
         except Exception as exc:
             log.error("handler failed after retries", error=repr(exc), consumer=self.name)
             await self.dead_letter(record, "handler_failed", f"{type(exc).__name__}: {exc}")
@@ -145,22 +257,80 @@ class EventConsumer:
         EVENTS_CONSUMED.labels(self.name, record.topic, outcome).inc()
         return outcome
 
-    async def _apply_with_retries(
-        self, record: Record, envelope: Envelope, data: EventData, handler: Handler
-    ) -> str:
-        outcome = "applied"
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self._retry_base_s, max=self._retry_max_s, jitter=self._retry_base_s
-            ),
-            reraise=True,
-        ):
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    HANDLER_RETRIES.labels(self.name).inc()
-                outcome = await self._apply_once(record, envelope, data, handler)
-        return outcome
+    async def _settle(self, record: Record, attempt: Callable[[], Awaitable[str]]) -> str:
+        """Run `attempt` until it succeeds. Outages are waited out (no attempt limit,
+        raising `TransientOutage` when the hold is used up); other failures are retried
+        `max_attempts` times in all, then re-raised for the caller to dead-letter."""
+        held_since = time.monotonic()
+        poison_failures = 0
+        while True:
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                budget = self.poll_hold_s - (time.monotonic() - held_since)
+                if wait > budget:
+                    # sleep what is left of the hold, so a hold shorter than the backoff
+                    # still cannot spin the poll loop
+                    await asyncio.sleep(max(budget, 0.0))
+                    raise TransientOutage(record, self._last_transient)
+                await asyncio.sleep(wait)
+            try:
+                outcome = await attempt()
+            except Exception as exc:
+                if is_transient(exc):
+                    self._note_transient(record, exc)
+                    continue
+                poison_failures += 1
+                self._transient_failures = 0
+                self._retry_at = 0.0
+                if poison_failures >= self._max_attempts:
+                    raise
+                HANDLER_RETRIES.labels(self.name).inc()
+                await asyncio.sleep(
+                    backoff_delay(
+                        poison_failures,
+                        base_s=self._retry_base_s,
+                        cap_s=self._retry_max_s,
+                        jitter=random.random(),
+                    )
+                )
+                continue
+            if self._transient_failures:
+                log.info(
+                    "infrastructure back: record applied after transient failures",
+                    consumer=self.name,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    failures=self._transient_failures,
+                )
+            self._transient_failures = 0
+            self._retry_at = 0.0
+            self._last_transient = None
+            return outcome
+
+    def _note_transient(self, record: Record, exc: BaseException) -> None:
+        self._transient_failures += 1
+        self._last_transient = exc
+        delay = backoff_delay(
+            self._transient_failures,
+            # a zero base (allowed for the poison path) must not make an outage a busy loop
+            base_s=max(self._retry_base_s, MIN_TRANSIENT_RETRY_S),
+            cap_s=self._transient_retry_max_s,
+            jitter=random.random(),
+        )
+        self._retry_at = time.monotonic() + delay
+        TRANSIENT_RETRIES.labels(self.name, type(exc).__name__).inc()
+        log.warning(
+            "transient failure: the record waits and is retried",
+            consumer=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error_class=type(exc).__name__,
+            error=str(exc)[:300],
+            failures=self._transient_failures,
+            retry_in_s=round(delay, 2),
+        )
 
     async def _apply_once(
         self, record: Record, envelope: Envelope, data: EventData, handler: Handler
@@ -188,12 +358,20 @@ class EventConsumer:
         if self._on_tombstone is None:
             EVENTS_CONSUMED.labels(self.name, record.topic, "ignored").inc()
             return "ignored"
-        try:
+        on_tombstone = self._on_tombstone
+
+        async def attempt() -> str:
             if self._sessionmaker is None:
-                await self._on_tombstone(record.key, None)
+                await on_tombstone(record.key, None)
             else:
                 async with self._sessionmaker() as session, session.begin():
-                    await self._on_tombstone(record.key, session)
+                    await on_tombstone(record.key, session)
+            return "tombstone"
+
+        try:
+            await self._settle(record, attempt)
+        except TransientOutage:
+            raise
         except Exception as exc:
             await self.dead_letter(record, "handler_failed", f"{type(exc).__name__}: {exc}")
             return "dead_lettered"
@@ -202,7 +380,7 @@ class EventConsumer:
 
     async def dead_letter(self, record: Record, reason: str, error: str) -> None:
         """Copy the record, untouched, to `<topic>.dlq` with why and who failed."""
-        headers = [(k, v) for k, v in record.headers if not k.startswith("muster.dlq.")]
+        headers = [(k, v) for k, v in record.headers if not k.startswith(DLQ_HEADER_PREFIX)]
         headers += [
             (DLQ_HEADER_REASON, reason.encode()),
             (DLQ_HEADER_ERROR, error[:2000].encode()),
@@ -266,7 +444,15 @@ def subscribe(
     NACK_ON_ERROR: the handler returns normally once every record is applied, skipped or
     dead-lettered; it raises only when the dead-letter topic itself cannot be written,
     and then every partition of the batch is rewound to its first record, not lost.
+
+    During an outage (`TransientOutage`) the records before the blocked one are done:
+    each partition is sought back to its first record not done and the handler returns,
+    so the commit covers exactly what was applied and the next poll reads the blocked
+    record again. The poll loop thus runs at least every `poll_hold_s` plus one attempt,
+    far inside `max.poll.interval.ms`: the consumer is never evicted for waiting.
     """
+    if consumer.poll_hold_s * 1000 * 2 >= MAX_POLL_INTERVAL_MS:
+        raise ValueError("the consumer's poll hold must stay well under max.poll.interval")
 
     @broker.subscriber(
         *topics,
@@ -277,16 +463,41 @@ def subscribe(
         group_instance_id=group_instance_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         parser=_tolerant_parser,
         title=title or f"{consumer.name}:{','.join(topics)}",
     )
     async def handle(msg: KafkaMessage) -> None:
         records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
-        try:
-            for record in records:
+        for done, record in enumerate(records):
+            try:
                 await consumer.handle_record(record)
-        except Exception:
-            await asyncio.sleep(1.0)  # Kafka is struggling: do not spin on the same records
-            raise
+            except TransientOutage as outage:
+                if _rewind_to(msg, records[done:]):
+                    log.info("outage continues: back to the poll loop", detail=str(outage))
+                    return
+                raise  # no way to seek: the ack policy rewinds the whole batch instead
+            except Exception:
+                await asyncio.sleep(1.0)  # Kafka is struggling: do not spin on the same records
+                raise
 
     return handle
+
+
+def _rewind_to(msg: KafkaMessage, pending: Sequence[Record]) -> bool:
+    """Seek each partition of `pending` back to its first record there, so the commit
+    that follows covers only the records before them. False if that cannot be done."""
+    kafka_consumer = getattr(msg, "consumer", None)
+    if kafka_consumer is None or not hasattr(kafka_consumer, "seek"):
+        return False
+    first: dict[TopicPartition, int] = {}
+    for record in pending:
+        partition = TopicPartition(record.topic, record.partition)
+        first[partition] = min(first.get(partition, record.offset), record.offset)
+    try:
+        for partition, offset in first.items():
+            kafka_consumer.seek(partition, offset)
+    except Exception as exc:  # e.g. the partition was revoked meanwhile: let nack rewind
+        log.warning("could not seek back to the blocked record", error=repr(exc))
+        return False
+    return True

@@ -48,6 +48,20 @@ class MusterSettings(BaseSettings):
     consumer_retry_base_s: float = Field(
         0.2, ge=0, validation_alias=AliasChoices("MUSTER_CONSUMER_RETRY_BASE_S")
     )
+    #: during an infrastructure outage a record is retried without limit; the delay
+    #: between attempts doubles from `consumer_retry_base_s` up to this
+    consumer_transient_retry_max_s: float = Field(
+        30.0, gt=0, validation_alias=AliasChoices("MUSTER_CONSUMER_TRANSIENT_RETRY_MAX_S")
+    )
+    #: how long alerts and dispatch keep verifying tokens with the last signing keys they
+    #: fetched while the members service's JWKS cannot be fetched
+    jwks_stale_max_s: float = Field(
+        86400.0, gt=0, validation_alias=AliasChoices("MUSTER_JWKS_STALE_MAX_S")
+    )
+    #: at most one JWKS fetch per this many seconds for tokens naming an unknown key
+    jwks_min_fetch_interval_s: float = Field(
+        30.0, ge=0, validation_alias=AliasChoices("MUSTER_JWKS_MIN_FETCH_INTERVAL_S")
+    )
     #: how often an idle outbox relay looks for new rows
     outbox_poll_interval_s: float = Field(
         0.05, gt=0, validation_alias=AliasChoices("MUSTER_OUTBOX_POLL_INTERVAL_S")
