@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status infra test test-fast bench bench-quick lint format venv clean
+.PHONY: up down status infra test test-fast bench bench-quick demo lint format venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Start Kafka, PostgreSQL, Redis and the three services (installs what is missing).
+## Start Kafka, PostgreSQL, Redis, the three services and the console (installs what is missing).
 up: $(STAMP)
 	@bash deploy/local/stack.sh up
 
@@ -27,11 +27,11 @@ down:
 status:
 	@bash deploy/local/stack.sh status
 
-## Only the infrastructure the tests need.
+## Only the infrastructure the tests need (and Chromium for the browser tests).
 infra: $(STAMP)
 	@bash deploy/local/stack.sh up --infra
 
-## The whole test suite against real Kafka, PostgreSQL and Redis.
+## The whole test suite against real Kafka, PostgreSQL and Redis, browser tests included.
 test: infra
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -46,6 +46,12 @@ bench: infra
 ## The same at small sizes, for day-to-day use (a few minutes).
 bench-quick: infra
 	@BENCH_QUICK=1 $(PY) -m bench
+
+## After `make up`: sections, accounts, a few thousand members, a drill in Fier with answers.
+demo: $(STAMP)
+	@bash deploy/local/stack.sh status >/dev/null 2>&1 || \
+		{ echo "error: the stack is not running: run make up first, then make demo" >&2; exit 1; }
+	@$(PY) -m demo
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .

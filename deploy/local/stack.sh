@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Muster's local stack without Docker: Apache Kafka (KRaft, jars from Maven Central),
-# PostgreSQL and Redis from Debian packages, then the three services.
+# PostgreSQL and Redis from Debian packages, then the three services and the console.
 #
-#   deploy/local/stack.sh up           infra + migrations + members/alerts/dispatch
-#   deploy/local/stack.sh up --infra   Kafka, PostgreSQL and Redis only (what the tests need)
+#   deploy/local/stack.sh up           infra + migrations + members/alerts/dispatch + console
+#   deploy/local/stack.sh up --infra   Kafka, PostgreSQL, Redis and Chromium (what the tests need)
 #   deploy/local/stack.sh down         stop what this script started, services first
 #   deploy/local/stack.sh status       one line per part; exit 0 when the infra is up, else 3
 #
 # Every step is idempotent; all state lives under $REPO/.local (see deploy/local/README.md).
 # Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), PGPORT (5432),
-# REDIS_PORT (6379), MEMBERS_PORT/ALERTS_PORT/DISPATCH_PORT (8001/8002/8003).
+# REDIS_PORT (6379), MEMBERS_PORT/ALERTS_PORT/DISPATCH_PORT/CONSOLE_PORT (8001/8002/8003/8000).
+# Local secrets (bootstrap admin, Twilio token, console session key): .local/secrets.env,
+# written once by `up`; a variable already set in the environment wins over it.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +28,10 @@ REDIS_PORT=${REDIS_PORT:-6379}
 # tests create and delete many short-lived topics: give the broker room for their metadata
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx2g -Xms512m}
 READY_TIMEOUT=${MUSTER_READY_TIMEOUT:-60}
-SERVICES=(members alerts dispatch)
+# Started in this order, stopped in reverse: the console calls the other three.
+SERVICES=(members alerts dispatch console)
+SECRETS=$LOCAL/secrets.env
+CHROMIUM=${MUSTER_CHROMIUM:-/usr/bin/chromium}
 
 KAFKA_DIR=$LOCAL/kafka
 KAFKA_LIB=$KAFKA_DIR/lib
@@ -562,6 +567,58 @@ EOF
     log "redis: ready on 127.0.0.1:$REDIS_PORT, log $(rel "$LOGS/redis.log")"
 }
 
+# ---------------------------------------------------------------------------- chromium
+
+# The browser tests drive Debian's Chromium (Playwright's own download is not used).
+chromium_up() {
+    if [[ ! -x $CHROMIUM ]]; then
+        apt_install chromium
+        [[ -x $CHROMIUM ]] ||
+            die "chromium: installed, but $CHROMIUM is missing; set MUSTER_CHROMIUM to its path"
+    fi
+    log "chromium: $("$CHROMIUM" --version 2>/dev/null | head -n 1 || printf '%s' "$CHROMIUM")"
+}
+
+# ---------------------------------------------------------------------------- secrets
+
+random_secret() {
+    "$PY" -c 'import secrets; print(secrets.token_urlsafe(24))'
+}
+
+# Written once: later runs keep the same passwords, so the accounts made with them still
+# sign in. Never committed (.local is git-ignored) and readable by its owner only.
+secrets_write() {
+    [[ -s $SECRETS ]] && return 0
+    local tmp=$SECRETS.partial
+    mkdir -p "$(dirname "$SECRETS")"
+    (
+        umask 077
+        {
+            echo "# Written once by deploy/local/stack.sh for this machine's dev stack; never commit it."
+            echo "# Remove it (after stack.sh down) for new values; accounts already made keep theirs."
+            echo "MUSTER_BOOTSTRAP_ADMIN_EMAIL=admin@muster.local"
+            echo "MUSTER_BOOTSTRAP_ADMIN_PASSWORD=$(random_secret)"
+            echo "TWILIO_AUTH_TOKEN=$(random_secret)"
+            echo "CONSOLE_SESSION_SECRET=$(random_secret)"
+        } >"$tmp"
+    )
+    chmod 600 "$tmp"
+    mv "$tmp" "$SECRETS"
+    log "secrets: wrote $(rel "$SECRETS") (mode 600; random passwords and keys for this machine)"
+}
+
+# Export each KEY=value of the secrets file unless KEY is already set in the environment.
+secrets_export() {
+    [[ -f $SECRETS ]] || return 0
+    local line key value
+    while IFS= read -r line || [[ -n $line ]]; do
+        [[ $line =~ ^([A-Z_][A-Z0-9_]*)=(.*)$ ]] || continue
+        key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+        [[ -n ${!key+set} ]] && continue
+        export "$key=$value"
+    done <"$SECRETS"
+}
+
 # ---------------------------------------------------------------------------- services
 
 service_port() {
@@ -571,6 +628,7 @@ service_port() {
         members) printf '%s' "${!var:-8001}" ;;
         alerts) printf '%s' "${!var:-8002}" ;;
         dispatch) printf '%s' "${!var:-8003}" ;;
+        console) printf '%s' "${!var:-8000}" ;;
     esac
 }
 
@@ -578,11 +636,17 @@ service_env() {
     export KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
     export DATABASE_URL=${DATABASE_URL:-postgresql+asyncpg://muster@127.0.0.1:$PGPORT/muster}
     export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
-    export MEMBERS_PORT ALERTS_PORT DISPATCH_PORT
+    export MEMBERS_PORT ALERTS_PORT DISPATCH_PORT CONSOLE_PORT
     MEMBERS_PORT=$(service_port members) ALERTS_PORT=$(service_port alerts) DISPATCH_PORT=$(service_port dispatch)
+    CONSOLE_PORT=$(service_port console)
     # Defaults that point at another service follow its port.
     export MUSTER_JWKS_URL=${MUSTER_JWKS_URL:-http://127.0.0.1:$MEMBERS_PORT/.well-known/jwks.json}
     export MUSTER_PUBLIC_BASE_URL=${MUSTER_PUBLIC_BASE_URL:-http://127.0.0.1:$ALERTS_PORT}
+    export CONSOLE_MEMBERS_URL=${CONSOLE_MEMBERS_URL:-http://127.0.0.1:$MEMBERS_PORT}
+    export CONSOLE_ALERTS_URL=${CONSOLE_ALERTS_URL:-http://127.0.0.1:$ALERTS_PORT}
+    export CONSOLE_DISPATCH_URL=${CONSOLE_DISPATCH_URL:-http://127.0.0.1:$DISPATCH_PORT}
+    export DISPATCH_CONSOLE_URL=${DISPATCH_CONSOLE_URL:-http://127.0.0.1:$CONSOLE_PORT}
+    secrets_export
 }
 
 services_migrate() {
@@ -591,7 +655,9 @@ services_migrate() {
         if [[ ! -f $REPO/services/$name/__main__.py ]]; then
             log "$name: no services/$name/__main__.py yet: no migrations to run (skipped)"
         elif [[ ! -f $REPO/services/$name/migrations/env.py ]]; then
-            log "$name: no alembic env in services/$name/migrations: no migrations (skipped)"
+            # the console owns no data: nothing to migrate, nothing worth a line
+            [[ $name == console ]] ||
+                log "$name: no alembic env in services/$name/migrations: no migrations (skipped)"
         else
             log "$name: migrating…"
             if ! (cd "$REPO" && "$PY" -m "services.$name" migrate) </dev/null >>"$LOGS/$name-migrate.log" 2>&1; then
@@ -664,13 +730,31 @@ cmd_up() {
     pg_up
     redis_up
     kafka_up
-    if [[ $infra_only -eq 0 ]]; then
+    if [[ $infra_only -eq 1 ]]; then
+        chromium_up
+    else
         need_venv
+        secrets_write
         service_env
         services_migrate
         services_up
     fi
     log "stack: up ($((SECONDS - t0)) s). Stop it with deploy/local/stack.sh down"
+    [[ $infra_only -eq 1 ]] || sign_in_banner
+}
+
+# What to open and how to sign in, once everything answers.
+sign_in_banner() {
+    if [[ ! -f $REPO/services/console/__main__.py ]]; then
+        log "console: not built yet; the APIs answer on http://127.0.0.1:$(service_port members) (members),
+  http://127.0.0.1:$(service_port alerts) (alerts) and http://127.0.0.1:$(service_port dispatch) (dispatch)"
+        return 0
+    fi
+    log ""
+    log "  Muster console: http://127.0.0.1:$(service_port console)"
+    log "  Sign in as ${MUSTER_BOOTSTRAP_ADMIN_EMAIL:-?}, password ${MUSTER_BOOTSTRAP_ADMIN_PASSWORD:-?}"
+    log "  (kept in $(rel "$SECRETS")), or run \`make demo\` for coordinator/authority accounts."
+    log ""
 }
 
 cmd_down() {
@@ -725,8 +809,8 @@ cmd_status() {
 usage() {
     cat <<EOF
 usage: deploy/local/stack.sh up [--infra] | down | status
-  up          Kafka, PostgreSQL, Redis, migrations, then members/alerts/dispatch
-  up --infra  Kafka, PostgreSQL and Redis only
+  up          Kafka, PostgreSQL, Redis, migrations, then members/alerts/dispatch/console
+  up --infra  Kafka, PostgreSQL, Redis and Chromium (for the browser tests) only
   down        stop what stack.sh started (services, Kafka, Redis, PostgreSQL)
   status      one line per part (exit 3 when Kafka, PostgreSQL or Redis is down)
 State, data and logs: $(rel "$LOCAL")/ (see deploy/local/README.md)
@@ -755,4 +839,7 @@ main() {
     esac
 }
 
-main "$@"
+# Sourced (the tests call single functions), it only defines them.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
