@@ -1,10 +1,12 @@
-"""The web answer: `GET /r/{token}` shows the emergency and big buttons (no JavaScript,
+"""The web answer: `GET /r/{token}` shows the emergency, how far it is, what is needed
+(qualifications by name), where to go (map links) and big buttons (no JavaScript,
 readable at 360 px, in the member's language); `POST /r/{token}` records the answer.
 Unknown token: 404; emergency closed: 410. Rate-limited per token and per address."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,6 +14,7 @@ import redis.asyncio as redis
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from shapely.geometry import shape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import messages
@@ -39,21 +42,66 @@ def _page(status: int, language: str, **values: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status)
 
 
+@dataclass(frozen=True)
+class MapLinks:
+    """Where to go, as links a phone opens in its map app (`geo:`, RFC 5870) or in a
+    browser (OpenStreetMap, with a marker)."""
+
+    lat: float
+    lon: float
+
+    @property
+    def geo(self) -> str:
+        return f"geo:{self.lat:.6f},{self.lon:.6f}"
+
+    @property
+    def openstreetmap(self) -> str:
+        lat, lon = f"{self.lat:.6f}", f"{self.lon:.6f}"
+        return f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=16/{lat}/{lon}"
+
+
+def where_to_go(area: dict[str, Any]) -> MapLinks | None:
+    """The area's centre (the circle's, or the polygon's centroid, as selection measures
+    distances from it); None for an area that names neither."""
+    if area.get("polygon"):
+        try:
+            centre = shape(area["polygon"]).centroid
+        except Exception:  # dispatch validates polygons; an unreadable one shows no link
+            return None
+        return MapLinks(round(float(centre.y), 6), round(float(centre.x), 6))
+    if area.get("lat") is not None and area.get("lon") is not None:
+        return MapLinks(float(area["lat"]), float(area["lon"]))
+    return None
+
+
 def _emergency_page(target: OpenAlert, *, notice: str | None, buttons: bool) -> HTMLResponse:
     e, a = target.emergency, target.alert
-    lang = a.language
+    lang = messages.language_of(a.language)
     facts = target.emergency.facts
-    needed = messages.text(lang, "people", n=e.members_needed)
-    if facts.get("required_qualifications"):
-        needed += " " + ", ".join(facts["required_qualifications"])
+    qualifications = [
+        messages.qualification_name(code, lang) for code in facts.get("required_qualifications", [])
+    ]
     return _page(
         200,
         lang,
         title=e.title,
         drill=messages.text(lang, "drill") if e.drill else None,
         description=facts.get("description") or "",
-        facts=f"{messages.text(lang, 'page_distance')}: {a.distance_m / 1000:.1f} km · "
-        f"{messages.text(lang, 'page_needed')}: {needed}",
+        details=[
+            (messages.text(lang, "page_distance"), messages.distance_text(a.distance_m, lang)),
+            (messages.text(lang, "page_needed"), messages.text(lang, "people", n=e.members_needed)),
+            *(
+                [(messages.text(lang, "page_qualifications"), ", ".join(qualifications))]
+                if qualifications
+                else []
+            ),
+        ],
+        where=where_to_go(facts.get("area") or {}),
+        where_label=messages.text(lang, "page_where"),
+        where_centre=messages.text(lang, "page_centre"),
+        map_app=messages.text(lang, "page_map_app"),
+        osm=messages.text(lang, "page_osm"),
+        answer_label=messages.text(lang, "page_answer"),
         notice=notice,
         buttons=buttons,
     )

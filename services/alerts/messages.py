@@ -11,6 +11,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from babel.numbers import format_decimal
+
 LANGUAGES = ("en", "fr", "it", "sq", "de")
 
 _TEXTS: dict[str, dict[str, str]] = {
@@ -44,6 +46,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_unknown": "This link is not valid.",
         "page_distance": "Distance",
         "page_needed": "Needed",
+        "page_qualifications": "Qualifications",
+        "page_where": "Where to go",
+        "page_centre": "the centre of the area",
+        "page_map_app": "Open in my map app",
+        "page_osm": "Open in OpenStreetMap",
+        "page_answer": "Your answer",
     },
     "fr": {
         "drill": "EXERCICE",
@@ -76,6 +84,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_unknown": "Ce lien n'est pas valide.",
         "page_distance": "Distance",
         "page_needed": "Besoin",
+        "page_qualifications": "Qualifications",
+        "page_where": "Où aller",
+        "page_centre": "le centre de la zone",
+        "page_map_app": "Ouvrir dans mon application de cartes",
+        "page_osm": "Ouvrir dans OpenStreetMap",
+        "page_answer": "Votre réponse",
     },
     "it": {
         "drill": "ESERCITAZIONE",
@@ -106,6 +120,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_unknown": "Questo link non e valido.",
         "page_distance": "Distanza",
         "page_needed": "Serve",
+        "page_qualifications": "Qualifiche",
+        "page_where": "Dove andare",
+        "page_centre": "il centro dell'area",
+        "page_map_app": "Apri nell'app delle mappe",
+        "page_osm": "Apri in OpenStreetMap",
+        "page_answer": "La tua risposta",
     },
     "sq": {
         "drill": "STERVITJE",
@@ -137,6 +157,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_unknown": "Kjo lidhje nuk eshte e vlefshme.",
         "page_distance": "Distanca",
         "page_needed": "Nevojiten",
+        "page_qualifications": "Kualifikimet",
+        "page_where": "Ku të shkoni",
+        "page_centre": "qendra e zonës",
+        "page_map_app": "Hape në aplikacionin e hartave",
+        "page_osm": "Hape në OpenStreetMap",
+        "page_answer": "Përgjigja juaj",
     },
     "de": {
         "drill": "UEBUNG",
@@ -167,8 +193,96 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_unknown": "Dieser Link ist nicht gueltig.",
         "page_distance": "Entfernung",
         "page_needed": "Bedarf",
+        "page_qualifications": "Qualifikationen",
+        "page_where": "Wohin",
+        "page_centre": "die Mitte des Gebiets",
+        "page_map_app": "In meiner Karten-App öffnen",
+        "page_osm": "In OpenStreetMap öffnen",
+        "page_answer": "Ihre Antwort",
     },
 }
+
+
+#: the names of the qualification codes members' snapshots carry, for the answer page.
+#: Alerts never asks members at request time, so it keeps the names of the catalogue
+#: members seeds (services/members/migrations/versions/0002_members.py); a code added
+#: later by an admin reads as its code, made readable ("WATER_RESCUE" → "Water rescue").
+_QUALIFICATIONS: dict[str, dict[str, str]] = {
+    "FIRST_AID": {
+        "en": "First aid",
+        "fr": "Premiers secours",
+        "it": "Primo soccorso",
+        "sq": "Ndihma e parë",
+        "de": "Erste Hilfe",
+    },
+    "CPR": {
+        "en": "Cardiopulmonary resuscitation (CPR)",
+        "fr": "Réanimation cardio-pulmonaire (RCP)",
+        "it": "Rianimazione cardiopolmonare (RCP)",
+        "sq": "Ringjallja kardiopulmonare (RKP)",
+        "de": "Herz-Lungen-Wiederbelebung (HLW)",
+    },
+    "SAR": {
+        "en": "Search and rescue",
+        "fr": "Recherche et sauvetage",
+        "it": "Ricerca e soccorso",
+        "sq": "Kërkim dhe shpëtim",
+        "de": "Suche und Rettung",
+    },
+    "ICS_100": {
+        "en": "Incident Command System 100",
+        "fr": "Système de commandement des interventions (ICS 100)",
+        "it": "Sistema di comando degli interventi (ICS 100)",
+        "sq": "Sistemi i komandimit të incidenteve (ICS 100)",
+        "de": "Incident Command System 100",
+    },
+    "ICS_200": {
+        "en": "Incident Command System 200",
+        "fr": "Système de commandement des interventions (ICS 200)",
+        "it": "Sistema di comando degli interventi (ICS 200)",
+        "sq": "Sistemi i komandimit të incidenteve (ICS 200)",
+        "de": "Incident Command System 200",
+    },
+    "SCHOOL_SAFETY": {
+        "en": "School safety",
+        "fr": "Sécurité scolaire",
+        "it": "Sicurezza scolastica",
+        "sq": "Siguria në shkolla",
+        "de": "Schulsicherheit",
+    },
+    "DRIVER": {
+        "en": "Emergency vehicle driver",
+        "fr": "Conducteur de véhicule d'urgence",
+        "it": "Autista di mezzi di emergenza",
+        "sq": "Shofer i automjetit të emergjencës",
+        "de": "Einsatzfahrer",
+    },
+}
+
+
+def qualification_name(code: str, language: str | None) -> str:
+    """A qualification's name in the member's language (the code made readable when the
+    catalogue here does not know it)."""
+    names = _QUALIFICATIONS.get(code)
+    if names is not None:
+        return names.get(language_of(language), names["en"])
+    words = code.replace("_", " ").strip()
+    return words[:1].upper() + words[1:].lower() if words else code
+
+
+def distance_text(distance_m: float, language: str | None) -> str:
+    """A distance as people say it: "< 10 m", "250 m", "3.4 km" ("3,4 km" in French),
+    "12 km". Metres to the nearest 10 under a kilometre, a tenth of a kilometre under
+    10 km, whole kilometres beyond (positions are homes: more precision would be false)."""
+    locale = language_of(language)
+    metres = max(0.0, float(distance_m))
+    if metres < 10:
+        return "<\u00a010\u00a0m"
+    tens = round(metres / 10) * 10
+    if tens < 1000:
+        return f"{tens}\u00a0m"
+    km = round(metres / 1000, 1) if metres < 9950 else round(metres / 1000)
+    return f"{format_decimal(km, format='#,##0.#', locale=locale)}\u00a0km"
 
 
 def language_of(language: str | None) -> str:
