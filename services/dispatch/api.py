@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -27,6 +28,7 @@ from services.dispatch import (
     cap,
     egress,
     emergencies,
+    escalation,
     stream_tickets,
     subscriptions,
 )
@@ -229,6 +231,65 @@ async def approve_emergency(
         except emergencies.Conflict as exc:
             raise _conflict(exc) from exc
     return _out(row)
+
+
+@router.post(
+    "/emergencies/{emergency_id}/escalate",
+    tags=["emergencies"],
+    summary="Send the next wave now instead of at its due time",
+)
+async def escalate_emergency(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> dict[str, Any]:
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        outcome = await escalation.escalate_now(session, settings, emergency_id, datetime.now(UTC))
+        if outcome is None:
+            raise _conflict(
+                Exception("no further wave: the plan is used up, or the emergency is not active")
+            )
+        await audit.record(
+            session, action="escalate_requested", emergency_id=emergency_id, actor=principal,
+            diff={"outcome": outcome},
+        )  # fmt: skip
+        row = await emergencies.get(session, emergency_id)
+        assert row is not None
+        plan = await escalation.waves(session, row)
+    return {"outcome": outcome, **plan}
+
+
+@router.get(
+    "/emergencies/{emergency_id}/waves",
+    tags=["board"],
+    summary="Waves sent so far and the next one with its due time",
+)
+async def get_waves(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> dict[str, Any]:
+    row = await _visible(session, principal, emergency_id, "coordinator", "admin")
+    return await escalation.waves(session, row)
+
+
+@router.get(
+    "/emergencies/{emergency_id}/audit",
+    response_model=list[AuditEntryOut],
+    tags=["audit"],
+    summary="One emergency's audit trail, for its section's coordinators",
+)
+async def get_emergency_audit(
+    emergency_id: uuid.UUID,
+    after_id: int = Query(0, ge=0),
+    limit: int = Query(500, ge=1, le=1000),
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> list[dict[str, Any]]:
+    await _visible(session, principal, emergency_id, "coordinator", "admin")
+    return await audit.entries(session, emergency_id=emergency_id, after_id=after_id, limit=limit)
 
 
 @router.get("/emergencies/{emergency_id}/board", response_model=BoardOut, tags=["board"])

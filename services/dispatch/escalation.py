@@ -265,3 +265,59 @@ class EscalationScheduler:
                 log.warning("escalation scheduler error, retrying", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._settings.scheduler_poll_s)
+
+
+async def escalate_now(
+    session: AsyncSession, settings: Settings, emergency_id: uuid.UUID, now: datetime
+) -> str | None:
+    """A coordinator's "escalate now": the armed next wave fires at once instead of at
+    its due time (same step, same rules, so it can never fire twice). None when no wave
+    is armed (the plan is used up, the emergency is staffed, pending or closed)."""
+    from services.dispatch.emergencies import lock
+
+    await lock(session, emergency_id)
+    step_id = (
+        await session.execute(
+            select(emergencies.c.next_step_id).where(
+                emergencies.c.id == emergency_id, emergencies.c.status == "active"
+            )
+        )
+    ).scalar_one_or_none()
+    if step_id is None:
+        return None
+    await session.execute(
+        escalation_steps.update()
+        .where(escalation_steps.c.id == step_id, escalation_steps.c.status == "pending")
+        .values(due_at=now)
+    )
+    return await fire_step(session, settings, step_id, now)
+
+
+async def waves(session: AsyncSession, emergency: Any) -> dict[str, Any]:
+    """The waves sent so far (the first at declaration, then each escalation) and the
+    one armed next with its due time: what the board shows under "waves"."""
+    fired = (
+        await session.execute(
+            select(escalation_steps)
+            .where(
+                escalation_steps.c.emergency_id == emergency.id,
+                escalation_steps.c.outcome == "escalated",
+            )
+            .order_by(escalation_steps.c.wave)
+        )
+    ).all()
+    sent: list[dict[str, Any]] = []
+    if emergency.declared_at is not None:
+        area = emergency.area or {}
+        sent.append({"wave": 1, "radius_m": area.get("radius_m"), "at": emergency.declared_at})
+    sent += [{"wave": s.wave, "radius_m": s.radius_m, "at": s.fired_at} for s in fired]
+    upcoming = None
+    if emergency.next_step_id is not None and emergency.status == "active":
+        step = (
+            await session.execute(
+                select(escalation_steps).where(escalation_steps.c.id == emergency.next_step_id)
+            )
+        ).one_or_none()
+        if step is not None:
+            upcoming = {"wave": step.wave, "radius_m": step.radius_m, "due_at": step.due_at}
+    return {"emergency_id": emergency.id, "sent": sent, "next": upcoming}

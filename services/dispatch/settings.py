@@ -66,6 +66,10 @@ class Settings(MusterSettings):
         False, validation_alias=AliasChoices("DISPATCH_WEBHOOK_ALLOW_PRIVATE")
     )
 
+    #: the web console: the old board address `/console/{id}` redirects to its board page
+    console_url: str = Field(
+        "http://127.0.0.1:8000", validation_alias=AliasChoices("DISPATCH_CONSOLE_URL")
+    )
     #: the CAP <sender> of the alerts dispatch publishes
     cap_sender: str = Field(
         "dispatch@muster.invalid", validation_alias=AliasChoices("DISPATCH_CAP_SENDER")
