@@ -555,6 +555,19 @@ def page(request: pytest.FixtureRequest, new_page: Callable[..., Page]) -> Page:
     return new_page(viewport=viewport)
 
 
+def sign_in(page: Page, platform: ConsolePlatform, email: str, password: str) -> None:
+    """Sign in on the console's own form (`/login`) and wait for the page it leads to."""
+    page.goto(f"{platform.console_url}/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("form[action='/login'] button[type=submit]")
+    if page.url.rstrip("/").endswith("/login"):
+        error = page.locator("#login-error")
+        shown = error.inner_text() if error.count() else page.content()[:500]
+        raise AssertionError(f"sign-in of {email} refused: {shown}")
+
+
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
     """Save what the page shows as docs/screenshots/<name>.png (the README links some)."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
