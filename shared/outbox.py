@@ -12,6 +12,13 @@ row is published twice by two relays in normal operation.
 
 A crash after the broker acknowledged a batch and before the rows were marked sent
 publishes that batch again on restart: consumers are idempotent (see shared.consumer).
+
+A row the broker can never take (too large, an invalid topic name, a topic the producer
+may not write) is *parked* instead of retried forever: moved to `outbox_parked` with the
+reason, copied to `<topic>.dlq` (whole if it fits, else its envelope without `data`),
+counted in `muster_outbox_parked_total` and logged; the rows behind it go on. Anything
+else (broker down, timeouts, a topic not created yet) fails the whole batch, which is
+retried in order. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -19,12 +26,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import signal
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+)
+from prometheus_client import Counter
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -39,10 +56,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.events.catalog import EventData, make_envelope
 from shared.events.envelope import Envelope, encode
+from shared.events.topics import dead_letter_topic
 from shared.observability import (
     EVENTS_PUBLISHED,
     OUTBOX_PENDING,
@@ -51,6 +70,69 @@ from shared.observability import (
 )
 
 log = get_logger(__name__)
+
+# Here rather than in shared.observability so the relay's whole parking story is one
+# module; the name follows the other muster_outbox_* metrics.
+OUTBOX_PARKED = Counter(
+    "muster_outbox_parked_total",
+    "Outbox rows the broker can never take, parked and dead-lettered instead of published",
+    ["topic", "reason"],
+)
+
+# The same header names as shared.consumer's dead letters (that module imports this one,
+# so the names are spelled here rather than imported), plus the relay's own.
+DLQ_HEADER_REASON = "muster.dlq.reason"
+DLQ_HEADER_ERROR = "muster.dlq.error"
+DLQ_HEADER_CONSUMER = "muster.dlq.consumer"
+DLQ_HEADER_TOPIC = "muster.dlq.topic"
+DLQ_HEADER_TRUNCATED = "muster.dlq.truncated"
+DLQ_HEADER_ORIGINAL_BYTES = "muster.dlq.original_bytes"
+#: `muster.dlq.reason` of a record the relay could not publish
+PARKED_REASON = "unpublishable"
+
+#: errors that say *this record* can never be written, however often it is retried; an
+#: unknown topic is not among them: at a first start or during an outage the producer
+#: cannot tell "not created yet" or "broker unreachable" from "never will exist", and
+#: parking would divert a whole stream (see docs/reliability.md)
+_UNPUBLISHABLE: dict[type[BaseException], str] = {
+    MessageSizeTooLargeError: "too_large",
+    RecordListTooLargeError: "too_large",
+    InvalidTopicError: "invalid_topic",
+    TopicAuthorizationFailedError: "topic_not_authorized",
+    CorruptRecordException: "corrupt_record",
+    UnsupportedForMessageFormatError: "unsupported_format",
+    # the producer's own checks of a record it cannot serialise (a value or header that
+    # is not bytes): a bug in what was written, not a state of the cluster
+    TypeError: "not_serializable",
+    ValueError: "not_serializable",
+    AssertionError: "not_serializable",
+}
+
+
+def unpublishable_reason(error: BaseException) -> str | None:
+    """Why a record can never be published (`too_large`, ...), or None when the error may
+    pass (broker down, timeout, leader change): then the batch is retried in order."""
+    for kind, reason in _UNPUBLISHABLE.items():
+        if isinstance(error, kind):
+            return reason
+    return None
+
+
+def truncated_envelope(value: bytes | None) -> bytes | None:
+    """A structured CloudEvent without its `data`: enough to find the event (id, type,
+    subject, correlation) when the whole record is too large for the dead-letter topic."""
+    if value is None:
+        return None
+    try:
+        envelope = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(envelope, dict):
+        return None
+    envelope.pop("data", None)
+    envelope.pop("data_base64", None)
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
 
 #: tables every service has in its own schema (created by its first migration)
 shared_metadata = MetaData()
@@ -68,6 +150,25 @@ outbox_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
     Index("outbox_pending_idx", "id", postgresql_where=text("published_at IS NULL")),
+)
+
+#: rows the relay could never publish, kept whole with the reason until an operator acts.
+#: In `shared_metadata`, so a fresh schema gets it from the first migration; the relay
+#: creates it in a schema migrated before it existed (no three-service migration needed).
+outbox_parked_table = Table(
+    "outbox_parked",
+    shared_metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("headers", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("event_type", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reason", Text, nullable=False),
+    Column("error", Text, nullable=False),
 )
 
 processed_events_table = Table(
@@ -143,6 +244,10 @@ async def add_tombstone(session: AsyncSession, topic: str, key: str, *, event_id
     )
 
 
+def _kafka_headers(stored: list[list[str]] | None) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("latin-1")) for k, v in (stored or [])]
+
+
 def _lock_key(schema: str) -> int:
     digest = hashlib.sha256(f"muster-outbox:{schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -176,6 +281,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self.is_active = False
         self.published = 0
+        self.parked = 0
+        self._parked_table_ready = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -226,44 +333,151 @@ class OutboxRelay:
                 await self._sleep(self._poll)
 
     async def publish_batch(self) -> int:
-        """Publish one batch of pending rows in id order; return how many were published."""
+        """Publish one batch of pending rows in id order; return how many rows left the
+        outbox (published, or parked because the broker can never take them)."""
         async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT id, topic, key, value, headers, event_type, created_at FROM outbox "
-                        "WHERE published_at IS NULL ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED"
+                        "SELECT id, event_id, topic, key, value, headers, event_type, created_at "
+                        "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT :n "
+                        "FOR UPDATE SKIP LOCKED"
                     ),
                     {"n": self._batch_size},
                 )
             ).all()
             if not rows:
                 return 0
-            futures = []
+            sent: list[tuple[Row[Any], asyncio.Future[Any]]] = []
+            refused: list[tuple[Row[Any], str, BaseException]] = []
             for row in rows:
-                headers = [(k, v.encode("latin-1")) for k, v in (row.headers or [])]
-                futures.append(
-                    await self._producer.send(
-                        self._prefix + row.topic, value=row.value, key=row.key, headers=headers
+                try:
+                    future = await self._producer.send(
+                        self._prefix + row.topic,
+                        value=row.value,
+                        key=row.key,
+                        headers=_kafka_headers(row.headers),
                     )
-                )
+                except Exception as exc:
+                    # the producer refuses some records before they are queued (size,
+                    # serialisation): park those, keep the order of the others
+                    reason = unpublishable_reason(exc)
+                    if reason is None:
+                        raise
+                    refused.append((row, reason, exc))
+                    continue
+                sent.append((row, future))
             # the idempotent producer keeps per-partition order; wait until all are acked
-            await asyncio.gather(*futures)
+            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            published: list[Row[Any]] = []
+            for (row, _), result in zip(sent, results, strict=True):
+                if not isinstance(result, BaseException):
+                    published.append(row)
+                    continue
+                reason = unpublishable_reason(result)
+                if reason is None:
+                    # a failure that may pass: nothing of the batch is marked, the whole
+                    # batch goes again in order (what was acknowledged is published twice,
+                    # which consumers absorb)
+                    raise result
+                refused.append((row, reason, result))
             if self._fault_pause:
                 log.warning("outbox fault pause: published, not marked", rows=len(rows))
                 await asyncio.sleep(self._fault_pause)
+            refused.sort(key=lambda item: item[0].id)
+            for row, reason, error in refused:
+                await self._dead_letter(row, reason, error)
+            if refused:
+                await self._park(conn, refused)
             now = datetime.now(UTC)
             await conn.execute(
                 text("UPDATE outbox SET published_at = :now WHERE id = ANY(:ids)"),
-                {"now": now, "ids": [row.id for row in rows]},
+                {"now": now, "ids": [row.id for row in published]},
             )
-        for row in rows:
+        for row in published:
             OUTBOX_PUBLISH_SECONDS.labels(self._service).observe(
                 max(0.0, (now - row.created_at).total_seconds())
             )
             EVENTS_PUBLISHED.labels(self._prefix + row.topic, row.event_type).inc()
-        self.published += len(rows)
+        for row, reason, error in refused:
+            OUTBOX_PARKED.labels(self._prefix + row.topic, reason).inc()
+            # ids, type and size only: the record itself may carry personal data
+            log.error(
+                "outbox row parked: the broker can never take it",
+                schema=self._schema,
+                outbox_id=row.id,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                topic=self._prefix + row.topic,
+                value_bytes=len(row.value or b""),
+                reason=reason,
+                error=type(error).__name__,
+            )
+        self.published += len(published)
+        self.parked += len(refused)
         return len(rows)
+
+    async def _dead_letter(self, row: Row[Any], reason: str, error: BaseException) -> None:
+        """Copy a parked row to its topic's `.dlq`: whole when the broker takes it, else the
+        envelope without `data` (the whole row stays in `outbox_parked`)."""
+        topic = self._prefix + row.topic
+        headers = [
+            (k, v) for k, v in _kafka_headers(row.headers) if not k.startswith("muster.dlq.")
+        ]
+        headers += [
+            (DLQ_HEADER_REASON, PARKED_REASON.encode()),
+            (DLQ_HEADER_ERROR, f"{reason}: {type(error).__name__}: {error}"[:2000].encode()),
+            (DLQ_HEADER_CONSUMER, f"outbox-relay:{self._service}".encode()),
+            (DLQ_HEADER_TOPIC, topic.encode()),
+        ]
+        try:
+            await self._producer.send_and_wait(
+                dead_letter_topic(topic), value=row.value, key=row.key, headers=headers
+            )
+            return
+        except Exception as exc:
+            if unpublishable_reason(exc) is None:
+                raise
+        short = [(k, v) for k, v in headers if k.startswith("muster.dlq.")] + [
+            (DLQ_HEADER_TRUNCATED, b"true"),
+            (DLQ_HEADER_ORIGINAL_BYTES, str(len(row.value or b"")).encode()),
+        ]
+        await self._producer.send_and_wait(
+            dead_letter_topic(topic),
+            value=truncated_envelope(row.value),
+            key=row.key,
+            headers=short,
+        )
+
+    async def _park(
+        self, conn: AsyncConnection, refused: list[tuple[Row[Any], str, BaseException]]
+    ) -> None:
+        """Move the rows to `outbox_parked`, in the batch's transaction."""
+        if not self._parked_table_ready:
+            await conn.run_sync(outbox_parked_table.create, checkfirst=True)
+            self._parked_table_ready = True
+        await conn.execute(
+            outbox_parked_table.insert(),
+            [
+                {
+                    "id": row.id,
+                    "event_id": row.event_id,
+                    "topic": row.topic,
+                    "key": row.key,
+                    "value": row.value,
+                    "headers": row.headers or [],
+                    "event_type": row.event_type,
+                    "created_at": row.created_at,
+                    "reason": reason,
+                    "error": f"{type(error).__name__}: {error}"[:2000],
+                }
+                for row, reason, error in refused
+            ],
+        )
+        await conn.execute(
+            text("DELETE FROM outbox WHERE id = ANY(:ids)"),
+            {"ids": [row.id for row, _, _ in refused]},
+        )
 
     async def _housekeeping(self) -> None:
         async with self._engine.begin() as conn:
