@@ -1,5 +1,12 @@
 """Who may do what: staff tokens verified with the shared code, roles, sections.
 
+Every token is also checked against its account here (one primary-key read): a disabled
+account, or a token issued before the account's role or sections changed (its `ver` claim
+is below the account's `token_version`), is a 401 at once. Alerts and dispatch verify
+tokens offline against the JWKS, so there such a token works until it expires
+(`MUSTER_TOKEN_TTL_S`); the console asks `GET /auth/me` on each request, so a console
+session ends at the next page.
+
 Admins act everywhere. A coordinator acts for the sections in their token: a member of
 another section is reported as not found (no leak of its existence), creating one in
 another section is forbidden. An authority reads availability counts and nothing else.
@@ -7,14 +14,24 @@ another section is forbidden. An authority reads availability counts and nothing
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
+import jwt
 from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.members.models import staff_accounts
 from services.members.settings import Settings
-from shared.auth import Principal, TokenVerifier, principal_dependency, require_role
+from shared.auth import (
+    Principal,
+    TokenVerifier,
+    oauth2_scheme,
+    principal_dependency,
+    require_role,
+)
 
 
 def _verifier(request: Request) -> TokenVerifier:
@@ -22,7 +39,53 @@ def _verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
-current_principal = principal_dependency(_verifier)
+token_principal = principal_dependency(_verifier)
+
+REVOKED = "invalid token: the account is disabled or its access changed: log in again"
+
+
+def token_version_of(token: str) -> int | None:
+    """The `ver` claim of a token whose signature was already verified (None: absent)."""
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    version = claims.get("ver", 0)
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+async def current_principal(
+    request: Request,
+    principal: Annotated[Principal, Depends(token_principal)],
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    """The verified principal, provided its account exists, is not disabled and has not
+    changed since the token was issued (401 otherwise)."""
+    try:
+        account_id = uuid.UUID(principal.account_id)
+    except ValueError:
+        account_id = None
+    row = None
+    if account_id is not None and token:
+        async with request.app.state.runtime.db() as session:
+            row = (
+                await session.execute(
+                    select(staff_accounts.c.disabled_at, staff_accounts.c.token_version).where(
+                        staff_accounts.c.id == account_id
+                    )
+                )
+            ).first()
+    if (
+        row is None
+        or row.disabled_at is not None
+        or token is None
+        or token_version_of(token) != row.token_version
+    ):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=REVOKED,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
 Staff = Annotated[Principal, Depends(current_principal)]
 
 

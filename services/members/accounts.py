@@ -2,25 +2,33 @@
 
 Passwords are hashed with argon2id (argon2-cffi's current defaults); hashing runs in a
 thread so a login does not stall the event loop.
+
+An admin changes an account's role and sections or disables it with
+`PATCH /accounts/{id}`; each such change increments the account's `token_version`, which
+every token carries as `ver`, so tokens issued before stop working here at once (see
+access.py for alerts and dispatch). A disabled account's login gets the same 401 as a
+wrong password, so a login does not tell whether an account exists or is disabled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.members.access import Config, Db, Staff, require_admin
 from services.members.models import sections, staff_accounts
-from services.members.schemas import AccountIn, AccountOut, TokenOut
+from services.members.schemas import AccountIn, AccountOut, AccountPatch, TokenOut
 from services.members.signing import Keyring
 from shared.observability import get_logger
 
@@ -66,7 +74,42 @@ async def create_account(
             .returning(staff_accounts)
         )
     ).first()
-    return AccountOut.model_validate(row._mapping) if row else None
+    return account_out(row) if row else None
+
+
+def account_out(row: Row[Any]) -> AccountOut:
+    m = row._mapping
+    return AccountOut(
+        id=m["id"],
+        email=m["email"],
+        role=m["role"],
+        sections=list(m["sections"]),
+        created_at=m["created_at"],
+        disabled=m["disabled_at"] is not None,
+        disabled_at=m["disabled_at"],
+    )
+
+
+def _unknown_sections(missing: list[str]) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [
+            {
+                "loc": ["body", "sections"],
+                "msg": f"unknown section(s): {', '.join(missing)}",
+                "type": "value_error",
+            }
+        ],
+    )
+
+
+async def missing_sections(session: AsyncSession, codes: list[str]) -> list[str]:
+    if not codes:
+        return []
+    found = set(
+        (await session.execute(select(sections.c.code).where(sections.c.code.in_(codes)))).scalars()
+    )
+    return sorted(set(codes) - found)
 
 
 async def bootstrap_admin(session: AsyncSession, email: str | None, password: str | None) -> bool:
@@ -97,10 +140,10 @@ async def login(
         )
     ).first()
     ok = await check_password(row.password_hash if row else _DUMMY_HASH, form.password)
-    if row is None or not ok:
+    if row is None or not ok or row.disabled_at is not None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "wrong email or password",
+            "wrong email or password, or the account is disabled",
             headers={"WWW-Authenticate": "Bearer"},
         )
     if _hasher.check_needs_rehash(row.password_hash):
@@ -117,6 +160,7 @@ async def login(
         role=row.role,
         sections=list(row.sections),
         ttl_s=cfg.token_ttl_s,
+        token_version=row.token_version,
     )
     log.info("staff logged in", account_id=str(row.id), role=row.role)
     return TokenOut(access_token=token, expires_in=cfg.token_ttl_s)
@@ -132,26 +176,9 @@ async def jwks(request: Request) -> dict[str, Any]:
 async def add_account(body: AccountIn, principal: Staff, db: Db) -> AccountOut:
     require_admin(principal)
     async with db.begin():
-        if body.sections:
-            found = set(
-                (
-                    await db.execute(
-                        select(sections.c.code).where(sections.c.code.in_(body.sections))
-                    )
-                ).scalars()
-            )
-            missing = sorted(set(body.sections) - found)
-            if missing:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    [
-                        {
-                            "loc": ["body", "sections"],
-                            "msg": f"unknown section(s): {', '.join(missing)}",
-                            "type": "value_error",
-                        }
-                    ],
-                )
+        missing = await missing_sections(db, body.sections)
+        if missing:
+            raise _unknown_sections(missing)
         created = await create_account(
             db,
             email=body.email,
@@ -169,4 +196,95 @@ async def add_account(body: AccountIn, principal: Staff, db: Db) -> AccountOut:
 async def list_accounts(principal: Staff, db: Db) -> list[AccountOut]:
     require_admin(principal)
     rows = (await db.execute(select(staff_accounts).order_by(staff_accounts.c.created_at))).all()
-    return [AccountOut.model_validate(r._mapping) for r in rows]
+    return [account_out(r) for r in rows]
+
+
+@router.get("/auth/me", response_model=AccountOut)
+async def who_am_i(principal: Staff, db: Db) -> AccountOut:
+    """The signed-in account as it is now; 401 once it is disabled or its role or sections
+    changed (the console asks on every request, so such a session ends at once)."""
+    row = (
+        await db.execute(
+            select(staff_accounts).where(staff_accounts.c.id == UUID(principal.account_id))
+        )
+    ).first()
+    if row is None:  # deleted between the token check and here
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the account no longer exists")
+    return account_out(row)
+
+
+@router.get("/accounts/{account_id}", response_model=AccountOut)
+async def read_account(account_id: UUID, principal: Staff, db: Db) -> AccountOut:
+    require_admin(principal)
+    row = (
+        await db.execute(select(staff_accounts).where(staff_accounts.c.id == account_id))
+    ).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such account")
+    return account_out(row)
+
+
+@router.patch("/accounts/{account_id}", response_model=AccountOut)
+async def change_account(
+    account_id: UUID, body: AccountPatch, principal: Staff, db: Db
+) -> AccountOut:
+    """Change an account's role, sections or disabled state (admins only). An admin cannot
+    disable or demote their own account (409), so there is always an admin left."""
+    require_admin(principal)
+    given = body.model_fields_set
+    async with db.begin():
+        row = (
+            await db.execute(
+                select(staff_accounts).where(staff_accounts.c.id == account_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such account")
+        own = str(account_id) == principal.account_id
+        if own and body.disabled:
+            raise HTTPException(status.HTTP_409_CONFLICT, "you cannot disable your own account")
+        if own and "role" in given and body.role != "admin":
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, "you cannot take the admin role from yourself"
+            )
+        role = body.role if "role" in given and body.role else row.role
+        codes = sorted(set(body.sections)) if body.sections is not None else list(row.sections)
+        missing = await missing_sections(db, codes if body.sections is not None else [])
+        if missing:
+            raise _unknown_sections(missing)
+        if role == "coordinator" and not codes:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [
+                    {
+                        "loc": ["body", "sections"],
+                        "msg": "a coordinator acts for at least one section",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        values: dict[str, Any] = {}
+        if role != row.role:
+            values["role"] = role
+        if codes != sorted(row.sections):
+            values["sections"] = codes
+        if body.disabled is not None and body.disabled != (row.disabled_at is not None):
+            values["disabled_at"] = datetime.now(UTC) if body.disabled else None
+        if values:
+            values["token_version"] = row.token_version + 1
+            row = (
+                await db.execute(
+                    update(staff_accounts)
+                    .where(staff_accounts.c.id == account_id)
+                    .values(**values)
+                    .returning(staff_accounts)
+                )
+            ).one()
+    if values:
+        log.info(
+            "staff account changed",
+            account_id=str(account_id),
+            by=principal.account_id,
+            fields=sorted(k for k in values if k != "token_version"),
+        )
+    return account_out(row)

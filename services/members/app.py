@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from services.members import (
     accounts,
     availability,
+    import_jobs,
     importing,
     members_api,
     qualifications,
@@ -22,12 +23,19 @@ from services.members.signing import (
     load_or_create_file_key,
     published_keys,
 )
+from shared.observability import get_logger
 from shared.service import ServiceRuntime, create_app
+
+log = get_logger(__name__)
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, use_redis=False)
+    assert runtime.engine is not None
+    runner = import_jobs.ImportJobRunner(
+        runtime.engine, runtime.db, max_rows=settings.import_max_rows
+    )
 
     async def load_keys() -> None:
         async with runtime.db() as session, session.begin():
@@ -38,6 +46,15 @@ def build(settings: Settings | None = None) -> FastAPI:
             keyring = Keyring(signing, await published_keys(session))
         app.state.keyring = keyring
         app.state.verifier = LocalTokenVerifier(keyring)
+
+    async def fail_interrupted_imports() -> None:
+        async with runtime.db() as session:
+            failed = await import_jobs.fail_interrupted(session)
+        if failed:
+            log.warning("import jobs interrupted by a restart marked failed", count=failed)
+
+    async def stop_imports() -> None:
+        await runner.stop()
 
     async def create_first_admin() -> None:
         password = settings.bootstrap_admin_password
@@ -57,10 +74,13 @@ def build(settings: Settings | None = None) -> FastAPI:
             sections.router,
             qualifications.router,
             importing.router,
+            import_jobs.router,
             members_api.router,
             availability.router,
         ],
-        on_startup=[load_keys, create_first_admin],
+        on_startup=[load_keys, create_first_admin, fail_interrupted_imports],
+        on_shutdown=[stop_imports],
     )
     app.state.settings = settings
+    app.state.import_jobs = runner
     return app

@@ -19,6 +19,7 @@ import asyncio
 import csv
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -152,10 +153,29 @@ def _errors_of(exc: ValidationError, row: int, line: int) -> list[RowError]:
     return errors
 
 
-def parse_csv(text: str, *, max_rows: int) -> tuple[list[ParsedRow], list[RowError]]:
+def count_rows(text: str, *, max_rows: int) -> int:
+    """How many data rows the file holds (blank lines aside), counting at most one past
+    `max_rows`: the denominator of an import job's progress."""
+    rows = -1  # the header
+    for cells in csv.reader(io.StringIO(text)):
+        if cells:
+            rows += 1
+            if rows > max_rows:
+                break
+    return max(rows, 0)
+
+
+def parse_csv(
+    text: str,
+    *,
+    max_rows: int,
+    on_progress: Callable[[int], None] | None = None,
+    progress_every: int = 200,
+) -> tuple[list[ParsedRow], list[RowError]]:
     """Validate a whole file without I/O: the rows that parsed, and every error found
     (bad cells, missing columns, a phone given twice in the file). Row 1 is the first
-    row after the header; `line` is the file's line number."""
+    row after the header; `line` is the file's line number. `on_progress(rows)` is told
+    every `progress_every` rows how many have been validated (import jobs report it)."""
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
@@ -174,6 +194,8 @@ def parse_csv(text: str, *, max_rows: int) -> tuple[list[ParsedRow], list[RowErr
     first_row_of_phone: dict[str, int] = {}
     for index, raw in enumerate(reader, start=1):
         line = reader.line_num
+        if on_progress is not None and index % progress_every == 0:
+            on_progress(index - 1)
         if index > max_rows:
             errors.append(
                 RowError(row=index, line=line, column="row", reason=f"more than {max_rows} rows")
@@ -268,33 +290,47 @@ async def check_against_database(
 
 
 async def import_rows(
-    session: AsyncSession, rows: list[ParsedRow], section_info: dict[str, tuple[str, str]]
+    session: AsyncSession,
+    rows: list[ParsedRow],
+    section_info: dict[str, tuple[str, str]],
+    *,
+    batch_size: int | None = None,
+    on_batch: Callable[[int], Awaitable[None]] | None = None,
 ) -> int:
-    """Bulk-insert validated rows and their snapshots (caller holds the transaction)."""
+    """Bulk-insert validated rows and their snapshots (caller holds the transaction, so
+    the batches commit together or not at all). With `batch_size`, rows go in batches of
+    that size and `on_batch(rows inserted so far)` is awaited after each."""
     now = datetime.now(UTC)
-    member_rows: list[dict[str, Any]] = []
-    qualification_rows: list[dict[str, Any]] = []
-    snapshots: list[EventData] = []
-    for r in rows:
-        language, timezone = section_info[r.member.section]
-        member_id = uuid.uuid4()
-        values = member_values(
-            r.member, member_id=member_id, language=r.member.language or language, now=now
-        )
-        quals = qualification_values(r.member, member_id)
-        member_rows.append(values)
-        qualification_rows.extend(quals)
-        snapshots.append(
-            build_snapshot(values, quals, timezone=timezone, version=1, changed_at=now)
-        )
-    await session.execute(members.insert(), member_rows)
-    if qualification_rows:
-        await session.execute(member_qualifications.insert(), qualification_rows)
-    await add_events(session, snapshots, source=SOURCE)
-    return len(member_rows)
+    size = batch_size or max(len(rows), 1)
+    inserted = 0
+    for start in range(0, len(rows), size):
+        member_rows: list[dict[str, Any]] = []
+        qualification_rows: list[dict[str, Any]] = []
+        snapshots: list[EventData] = []
+        for r in rows[start : start + size]:
+            language, timezone = section_info[r.member.section]
+            member_id = uuid.uuid4()
+            values = member_values(
+                r.member, member_id=member_id, language=r.member.language or language, now=now
+            )
+            quals = qualification_values(r.member, member_id)
+            member_rows.append(values)
+            qualification_rows.extend(quals)
+            snapshots.append(
+                build_snapshot(values, quals, timezone=timezone, version=1, changed_at=now)
+            )
+        await session.execute(members.insert(), member_rows)
+        if qualification_rows:
+            await session.execute(member_qualifications.insert(), qualification_rows)
+        await add_events(session, snapshots, source=SOURCE)
+        inserted += len(member_rows)
+        if on_batch is not None:
+            await on_batch(inserted)
+    return inserted
 
 
-async def _read_csv(request: Request) -> str:
+async def read_csv(request: Request) -> str:
+    """The uploaded file's text (BadRow naming `file` when it is missing or not UTF-8)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -310,7 +346,7 @@ async def _read_csv(request: Request) -> str:
         raise BadRow("file", "the file is not UTF-8 text") from exc
 
 
-def _refused(errors: list[RowError]) -> JSONResponse:
+def refused_response(errors: list[RowError]) -> JSONResponse:
     rows = {e.row for e in errors}
     report = ImportReport(imported=0, errors=errors)
     return JSONResponse(
@@ -344,24 +380,24 @@ async def import_members(request: Request, principal: Staff, db: Db, cfg: Config
     """Import a CSV of members: all rows or none, with a report naming each bad cell."""
     require_manager(principal)
     try:
-        text = await _read_csv(request)
+        text = await read_csv(request)
     except BadRow as exc:
-        return _refused([RowError(row=0, line=0, column=exc.column, reason=exc.reason)])
+        return refused_response([RowError(row=0, line=0, column=exc.column, reason=exc.reason)])
     # a big file takes seconds to validate: off the event loop, so other requests go on
     rows, errors = await asyncio.to_thread(parse_csv, text, max_rows=cfg.import_max_rows)
     if errors:
-        return _refused(errors)
+        return refused_response(errors)
     try:
         async with db.begin():
             db_errors, section_info = await check_against_database(db, rows, principal)
             if db_errors:
-                return _refused(db_errors)
+                return refused_response(db_errors)
             imported = await import_rows(db, rows, section_info)
     except IntegrityError as exc:
         if "members_phone_key" not in str(exc.orig):
             raise
         # a phone taken by a concurrent write between the check and the insert
-        return _refused(
+        return refused_response(
             [RowError(row=0, line=0, column="phone", reason="a phone was taken meanwhile: retry")]
         )
     log.info("members imported", count=imported)

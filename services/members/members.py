@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -257,20 +258,75 @@ async def get_member(
     return to_out(row, (await load_qualifications(session, [member_id]))[member_id])
 
 
+@dataclass(frozen=True)
+class MemberSearch:
+    """The filters of `GET /members` (None: not filtered on)."""
+
+    section: str | None = None
+    status: str | None = None
+    #: holds this qualification (valid or expired: the expiry is shown)
+    qualification: str | None = None
+    #: effectively available now (an `unavailable` whose `until` has passed is available)
+    availability: str | None = None
+    #: holds a qualification (`qualification` if given) expiring today or within N days
+    expiring_within_days: int | None = None
+    #: part of the name or email (case-insensitive), or digits of the phone
+    q: str | None = None
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _filtered(query: Any, search: MemberSearch, *, now: datetime) -> Any:
+    if search.section is not None:
+        query = query.where(members.c.section == search.section)
+    if search.status is not None:
+        query = query.where(members.c.status == search.status)
+    if search.availability is not None:
+        available_now = or_(
+            members.c.availability == "available",
+            and_(
+                members.c.unavailable_until.is_not(None),
+                members.c.unavailable_until <= now,
+            ),
+        )
+        query = query.where(available_now if search.availability == "available" else ~available_now)
+    if search.qualification is not None or search.expiring_within_days is not None:
+        held = select(member_qualifications.c.member_id).where(
+            member_qualifications.c.member_id == members.c.id
+        )
+        if search.qualification is not None:
+            held = held.where(member_qualifications.c.code == search.qualification)
+        if search.expiring_within_days is not None:
+            today = now.date()
+            held = held.where(
+                member_qualifications.c.expires_at.between(
+                    today, today + timedelta(days=search.expiring_within_days)
+                )
+            )
+        query = query.where(held.exists())
+    if search.q:
+        pattern = _like_pattern(search.q)
+        matches = [members.c.full_name.ilike(pattern), members.c.email.ilike(pattern)]
+        digits = "".join(ch for ch in search.q if ch.isdigit())
+        if len(digits) >= 3:
+            matches.append(members.c.phone.like(f"%{digits}%"))
+        query = query.where(or_(*matches))
+    return query
+
+
 async def list_members(
     session: AsyncSession,
     visible: frozenset[str] | None,
+    search: MemberSearch,
     *,
-    section: str | None,
-    status: str | None,
     limit: int,
     offset: int,
+    now: datetime | None = None,
 ) -> tuple[list[MemberOut], int]:
-    query = _member_query(visible)
-    if section is not None:
-        query = query.where(members.c.section == section)
-    if status is not None:
-        query = query.where(members.c.status == status)
+    query = _filtered(_member_query(visible), search, now=now or _now())
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     rows = (
         await session.execute(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -22,6 +22,7 @@ from services.members.access import (
 )
 from services.members.erasure import erase_member
 from services.members.members import (
+    MemberSearch,
     UnknownReference,
     change_member,
     create_member,
@@ -34,11 +35,13 @@ from services.members.models import members, sections
 from services.members.qualifications import known_codes
 from services.members.schemas import (
     AvailabilityIn,
+    AvailabilityState,
     LocationIn,
     MemberIn,
     MemberOut,
     MemberPage,
     MemberPatch,
+    MemberStatus,
     QualificationIn,
 )
 from services.members.snapshots import LiveFix, live_fix_is_stale, live_fix_publishes
@@ -76,23 +79,45 @@ async def add_member(body: MemberIn, principal: Staff, db: Db) -> MemberOut:
     return member
 
 
+#: no control characters (PostgreSQL refuses a NUL byte in text: it would be a 500)
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 @router.get("/members", response_model=MemberPage)
 async def members_page(
     principal: Staff,
     db: Db,
-    section: str | None = None,
-    member_status: str | None = Query(None, alias="status"),
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    section: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9_-]{1,15}$")] = None,
+    member_status: Annotated[MemberStatus | None, Query(alias="status")] = None,
+    qualification: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")] = None,
+    availability: AvailabilityState | None = None,
+    expiring_within_days: Annotated[
+        int | None,
+        Query(ge=0, le=3650, description="holds a qualification expiring within N days"),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            pattern=_PRINTABLE,
+            description="part of the name or email, or at least 3 digits of the phone",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> MemberPage:
+    """Members of the sections you act for, filtered; a page and the total."""
     require_manager(principal)
-    items, total = await list_members(
-        db,
-        sections_of(principal),
+    search = MemberSearch(
         section=section,
         status=member_status,
-        limit=limit,
-        offset=offset,
+        qualification=qualification,
+        availability=availability,
+        expiring_within_days=expiring_within_days,
+        q=q.strip() if q else None,
+    )
+    items, total = await list_members(
+        db, sections_of(principal), search, limit=limit, offset=offset
     )
     return MemberPage(items=items, total=total)
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData()
 
@@ -113,7 +114,36 @@ staff_accounts = Table(
     Column("role", String(16), nullable=False),
     Column("sections", ARRAY(String(16)), nullable=False, server_default=text("'{}'")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    #: set: the account cannot log in and its tokens are refused (revision 0003)
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    #: copied into each token as `ver`; incremented when role, sections or disabled change,
+    #: which revokes every token issued before
+    Column("token_version", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("role IN ('admin', 'coordinator', 'authority')", name="staff_accounts_role"),
+)
+
+#: background CSV imports (`POST /members/imports`): progress and outcome (revision 0003)
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("account_id", UUID(as_uuid=True), nullable=False),
+    #: the sections the file's rows name (known once the file is parsed)
+    Column("sections", ARRAY(String(16)), nullable=False, server_default=text("'{}'")),
+    Column("dry_run", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total", Integer, nullable=False, server_default=text("0")),
+    Column("processed", Integer, nullable=False, server_default=text("0")),
+    Column("imported", Integer, nullable=False, server_default=text("0")),
+    Column("errors", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("detail", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(
+        "status IN ('validating', 'importing', 'done', 'refused', 'failed')",
+        name="import_jobs_status",
+    ),
+    Index("import_jobs_account_idx", "account_id", "created_at"),
 )
 
 signing_keys = Table(

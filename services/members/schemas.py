@@ -62,6 +62,28 @@ def _zones() -> set[str]:
     return _ZONES
 
 
+class SectionPatch(_In):
+    """`PATCH /sections/{code}`: only the fields given change (the code and country stay)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    timezone: str | None = None
+    language: Language | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and value not in _zones():
+            raise ValueError("unknown time zone: use an IANA name such as Europe/Tirane")
+        return value
+
+    @model_validator(mode="after")
+    def _no_null(self) -> SectionPatch:
+        for name in ("name", "timezone", "language"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
 class SectionOut(BaseModel):
     code: str
     name: str
@@ -292,12 +314,29 @@ class AccountIn(_In):
         return self
 
 
+class AccountPatch(_In):
+    """`PATCH /accounts/{id}`: only the fields given change."""
+
+    role: Role | None = None
+    sections: list[SectionCode] | None = Field(None, max_length=64)
+    disabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_null(self) -> AccountPatch:
+        for name in ("role", "sections", "disabled"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
 class AccountOut(BaseModel):
     id: UUID
     email: str
     role: str
     sections: list[str]
     created_at: datetime
+    disabled: bool = False
+    disabled_at: datetime | None = None
 
 
 class TokenOut(BaseModel):
@@ -330,3 +369,29 @@ class RowError(BaseModel):
 class ImportReport(BaseModel):
     imported: int
     errors: list[RowError] = []
+
+
+ImportJobStatus = Literal["validating", "importing", "done", "refused", "failed"]
+
+
+class ImportJobOut(BaseModel):
+    """A background import (`POST /members/imports`) and how far it got.
+
+    `total` is the number of rows in the file (0 until it is parsed); `processed` counts
+    rows validated, then rows inserted; `errors` is the same per-row report as the
+    synchronous import's; `imported` is the number of members written (0 unless done and
+    not a dry run)."""
+
+    id: UUID
+    status: ImportJobStatus
+    dry_run: bool
+    total: int
+    processed: int
+    imported: int
+    errors: list[RowError]
+    detail: str | None
+    sections: list[str]
+    created_at: datetime
+    finished_at: datetime | None
+    #: 0-100 over the whole job, never going back (validation is half of a real import)
+    percent: int

@@ -1,17 +1,40 @@
-"""Sections: the national or regional units members belong to."""
+"""Sections: the national or regional units members belong to.
+
+A section's time zone is part of each of its members' snapshots (quiet hours are local
+times), so changing it re-publishes every member of the section in the same transaction;
+its name and language (the default for new members) are not in snapshots.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, status
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.members.access import Db, Staff, require_admin, require_manager, sections_of
-from services.members.models import sections
-from services.members.schemas import SectionIn, SectionOut
+from services.members.access import (
+    Db,
+    Staff,
+    require_admin,
+    require_manager,
+    require_section,
+    sections_of,
+)
+from services.members.members import SOURCE, load_qualifications
+from services.members.models import members, sections
+from services.members.schemas import SectionIn, SectionOut, SectionPatch
+from services.members.snapshots import build_snapshot
+from shared.observability import get_logger
+from shared.outbox import add_events
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["sections"])
+#: a section code in a path, bounded like the body's (a 422 naming `code`, never a 500)
+SectionPath = Annotated[str, Path(pattern=r"^[A-Z][A-Z0-9_-]{1,15}$")]
 
 
 async def section_timezones(session: AsyncSession, codes: set[str]) -> dict[str, str]:
@@ -50,3 +73,74 @@ async def list_sections(principal: Staff, db: Db) -> list[SectionOut]:
         query = query.where(sections.c.code.in_(visible))
     rows = (await db.execute(query)).all()
     return [SectionOut.model_validate(r._mapping) for r in rows]
+
+
+@router.get("/sections/{code}", response_model=SectionOut)
+async def read_section(code: SectionPath, principal: Staff, db: Db) -> SectionOut:
+    require_manager(principal)
+    found = await get_section(db, code)
+    if found is None or not principal.can_act_for(code):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no section {code}")
+    return found
+
+
+async def republish_section(session: AsyncSession, code: str, timezone: str) -> int:
+    """A new snapshot for every member of the section (its time zone changed); the
+    UPDATE locks the rows and bumps their versions in one statement."""
+    now = datetime.now(UTC)
+    rows = (
+        await session.execute(
+            update(members)
+            .where(members.c.section == code)
+            .where(members.c.erased_at.is_(None))
+            .values(
+                version=members.c.version + 1,
+                updated_at=now,
+                published_live_lat=members.c.live_lat,
+                published_live_lon=members.c.live_lon,
+                published_live_at=members.c.live_at,
+            )
+            .returning(members)
+        )
+    ).all()
+    if not rows:
+        return 0
+    held = await load_qualifications(session, [r.id for r in rows])
+    snapshots = [
+        build_snapshot(
+            dict(r._mapping), held[r.id], timezone=timezone, version=r.version, changed_at=now
+        )
+        for r in rows
+    ]
+    await add_events(session, list(snapshots), source=SOURCE)
+    return len(rows)
+
+
+@router.patch("/sections/{code}", response_model=SectionOut)
+async def change_section(
+    code: SectionPath, body: SectionPatch, principal: Staff, db: Db
+) -> SectionOut:
+    """Rename a section, or change its time zone or default language (admins only)."""
+    require_admin(principal)
+    require_section(principal, code)
+    values = body.model_dump(exclude_unset=True)
+    republished = 0
+    async with db.begin():
+        row = (
+            await db.execute(select(sections).where(sections.c.code == code).with_for_update())
+        ).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no section {code}")
+        if values:
+            await db.execute(update(sections).where(sections.c.code == code).values(**values))
+        if "timezone" in values and values["timezone"] != row.timezone:
+            republished = await republish_section(db, code, values["timezone"])
+        changed = await get_section(db, code)
+    assert changed is not None
+    log.info(
+        "section changed",
+        section=code,
+        fields=sorted(values),
+        republished=republished,
+    )
+    return changed

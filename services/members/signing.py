@@ -118,6 +118,7 @@ class Keyring:
         role: str,
         sections: list[str],
         ttl_s: int,
+        token_version: int = 0,
         now: float | None = None,
     ) -> str:
         issued = int(now if now is not None else time.time())
@@ -130,6 +131,8 @@ class Keyring:
             "sections": sorted(sections),
             "iat": issued,
             "exp": issued + ttl_s,
+            # the account's token_version: members refuses the token once it changes
+            "ver": token_version,
         }
         return jwt.encode(
             claims, self.signing.private_key, algorithm="RS256", headers={"kid": self.signing.kid}

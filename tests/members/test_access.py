@@ -101,11 +101,15 @@ async def test_bad_tokens_are_refused(
 ) -> None:
     svc = members_service
     signing = from_pem(await _service_key_pem(admin_engine, svc.schema))
+    async with svc.admin() as admin:
+        # tokens must name a live account (members checks it on every request)
+        admin_id = (await admin.get("/auth/me")).json()["id"]
     now = int(time.time())
     claims = {
         "iss": ISSUER,
         "aud": AUDIENCE,
-        "sub": "x",
+        "sub": admin_id,
+        "ver": 0,
         "email": "a@b.c",
         "role": "admin",
         "sections": [],
