@@ -1,5 +1,5 @@
-# One image for the three Muster services (members, alerts, dispatch) and the init job;
-# the command chooses: `python -m services.members`, `python -m services.alerts migrate`, …
+# One image for the three Muster services (members, alerts, dispatch), the console and the
+# init job; the command chooses: `python -m services.members`, `python -m services.console`, …
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,10 +13,13 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+# The console's gettext catalogues are compiled here, as root: at run time the filesystem
+# may be read-only (Kubernetes) and the console then finds them up to date.
 RUN pip install . \
+    && python -c "from services.console.pages import compile_catalogues; compile_catalogues()" \
     && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home muster
 
 USER 10001:10001
 
-EXPOSE 8001 8002 8003
+EXPOSE 8000 8001 8002 8003
 CMD ["python", "-m", "services.members"]

@@ -116,9 +116,10 @@ def test_every_module_a_command_runs_exists():
                 f"{name}: `python -m {module}` but neither {base}.py nor {base}/__main__.py exists"
             )
             found.append(module)
-    # The init job and the three services: a regex that matched nothing would pass vacuously.
+    # The init job, the three services and the console: a regex that matched nothing would
+    # pass vacuously.
     assert "shared.events.provision" in found
-    assert {f"services.{s}" for s in APP_SERVICES} <= set(found)
+    assert {f"services.{s}" for s in APP_SERVICES} | {"services.console"} <= set(found)
 
 
 def test_init_provisions_then_migrates_every_service():
@@ -142,6 +143,25 @@ def test_app_service_wiring(name):
     assert _depends_on(service)["init"] == "service_completed_successfully"
     assert port in {p[1] for p in map(_published_port, service["ports"]) if p}
     assert f"{port}/readyz" in " ".join(map(str, service["healthcheck"]["test"]))
+
+
+def test_console_calls_the_three_apis_once_they_are_healthy():
+    console = SERVICES["console"]
+    env = console["environment"]
+    assert env["CONSOLE_HOST"] == "0.0.0.0"
+    for name, port in APP_SERVICES.items():
+        assert env[f"CONSOLE_{name.upper()}_URL"] == f"http://{name}:{port}"
+        assert _depends_on(console)[name] == "service_healthy"
+    # it owns no data: nothing to connect to but the APIs
+    assert not {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"} & set(env)
+    assert 8000 in {p[1] for p in map(_published_port, console["ports"]) if p}
+    assert "8000/readyz" in " ".join(map(str, console["healthcheck"]["test"]))
+    assert SERVICES["dispatch"]["environment"]["DISPATCH_CONSOLE_URL"].endswith(":8000}")
+
+
+def test_dockerfile_compiles_the_console_catalogues_before_dropping_root():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert dockerfile.index("compile_catalogues()") < dockerfile.index("USER 10001")
 
 
 def test_dockerfile_runs_as_a_non_root_user():

@@ -10,7 +10,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
-APP_SERVICES = {"members": 8001, "alerts": 8002, "dispatch": 8003}
+APP_SERVICES = {"members": 8001, "alerts": 8002, "dispatch": 8003, "console": 8000}
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
@@ -71,7 +71,8 @@ def test_init_job_provisions_and_migrates_with_modules_that_exist():
     command = " ".join(container["command"])
     modules = re.findall(r"python -m ([\w.]+)", command)
     assert modules[0] == "shared.events.provision"
-    assert {f"services.{s}" for s in APP_SERVICES} <= set(modules)
+    # the console owns no data: it has nothing to migrate
+    assert {f"services.{s}" for s in APP_SERVICES if s != "console"} <= set(modules)
     for module in modules:
         base = REPO / Path(*module.split("."))
         assert base.with_suffix(".py").is_file() or (base / "__main__.py").is_file(), module
@@ -84,3 +85,16 @@ def test_configmap_holds_no_secret_and_the_template_only_placeholders():
     assert not any(d["kind"] == "Secret" for d in MANIFESTS), "a Secret would be applied"
     for key, value in secret["stringData"].items():
         assert "<" in value and ">" in value, f"{key} is not a placeholder"
+
+
+def test_console_calls_the_in_cluster_apis_and_shares_its_session_key():
+    config = _by_kind("ConfigMap")["muster"]["data"]
+    services = _by_kind("Service")
+    for name in ("members", "alerts", "dispatch"):
+        port = services[name]["spec"]["ports"][0]["port"]
+        assert config[f"CONSOLE_{name.upper()}_URL"] == f"http://{name}.muster.svc:{port}"
+    assert config["CONSOLE_SECURE_COOKIES"] == "true"
+    (secret,) = SECRET_TEMPLATE
+    # several console pods: each must verify the cookies the others signed
+    assert "CONSOLE_SESSION_SECRET" in secret["stringData"]
+    assert "CONSOLE_SESSION_SECRET" not in config
