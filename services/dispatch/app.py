@@ -16,7 +16,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from services.dispatch import board_store, console
+from services.dispatch import authority_summaries, board_store, console
 from services.dispatch.api import make_verifier, router
 from services.dispatch.availability import SummaryPublisher
 from services.dispatch.escalation import EscalationScheduler
@@ -67,7 +67,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         title="Muster dispatch",
         description="Emergencies, the live response board, escalation, and availability "
         "summaries for authorities.",
-        routers=[router, console.router],
+        routers=[router, console.router, authority_summaries.router],
         on_startup=[start_loops],
         on_shutdown=[stop_loops],
     )
