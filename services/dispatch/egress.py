@@ -49,6 +49,10 @@ def forbidden(address: IPAddress) -> str | None:
         return "a reserved address"
     if address.is_private:
         return "a private address"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        # fec0::/10, deprecated (RFC 3879) but still routed inside some networks, and
+        # Python counts it as global
+        return "a site-local address"
     if not address.is_global:
         # shared address space (100.64/10), documentation ranges, site-local, ...
         return "a non-public address"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.dispatch.egress import RefusedTarget, forbidden, resolve_target
 
@@ -31,6 +33,9 @@ from services.dispatch.egress import RefusedTarget, forbidden, resolve_target
         ("::ffff:127.0.0.1", "loopback"),
         ("::ffff:169.254.169.254", "link-local"),
         ("2002:a00:1::", "private"),  # 6to4 of 10.0.0.1
+        # issue 10, defect 16: site-local, which Python's is_global lets through
+        ("fec0::1", "site-local"),
+        ("feff:ffff::1", "site-local"),
     ],
 )
 def test_forbidden_addresses(address: str, reason: str) -> None:
@@ -52,6 +57,7 @@ def test_public_addresses_allowed(address: str) -> None:
         "http://[::1]:9000/",
         "https://169.254.169.254/latest/meta-data/",
         "ftp://8.8.8.8/",
+        "http://[fec0::5]:8080/hook",
     ],
 )
 async def test_refused_urls(url: str) -> None:
@@ -64,3 +70,9 @@ async def test_public_url_is_pinned_to_its_checked_address() -> None:
     assert str(target.address) == "8.8.8.8"
     assert str(target.pinned_url()) == "https://8.8.8.8:8443/hook?a=1"
     assert target.host_header == "8.8.8.8:8443"
+
+
+@given(st.integers(min_value=0, max_value=2**118 - 1))
+def test_all_of_fec0_slash_10_is_refused(low_bits: int) -> None:
+    address = ipaddress.IPv6Address((0xFEC0 << 112) | low_bits)
+    assert forbidden(address) is not None
