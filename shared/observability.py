@@ -2,12 +2,20 @@
 
 Logs carry `correlationid` (the emergency or the request) through structlog's
 contextvars; never log a name, phone number or position: log ids.
+
+Two masks stand behind that rule, on every line whatever its origin (structlog, the
+standard library and uvicorn's access log go through the same chain): an answer link's
+token (`/r/<token>` is a bearer credential: whoever reads it answers for the member)
+becomes `/r/***`, and an E.164 number (a provider's error text names the number it
+refused) keeps only its last two digits.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -39,6 +47,43 @@ OUTBOX_PUBLISH_SECONDS = Histogram(
 
 _configured = False
 
+#: the answer page's path: its last segment is the member's token
+_ANSWER_PATH = re.compile(r"/r/[^/?#\s\"']+")
+#: an E.164 number as providers write it (`+` and 8 to 15 digits, maybe spaced or dashed)
+_PHONE = re.compile(r"\+\d(?:[\s\-.()]?\d){6,14}")
+
+
+def mask_answer_tokens(text: str) -> str:
+    """`/r/<token>` with the token hidden."""
+    return _ANSWER_PATH.sub("/r/***", text)
+
+
+def mask_phone_numbers(text: str) -> str:
+    """Each E.164-looking number with all but its last two digits hidden."""
+
+    def masked(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group())
+        return "+" + "*" * (len(digits) - 2) + digits[-2:]
+
+    return _PHONE.sub(masked, text)
+
+
+def redact(text: str) -> str:
+    return mask_phone_numbers(mask_answer_tokens(text))
+
+
+def _redact_value(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
+
+
+def redact_event(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask tokens and numbers in every string value of a line."""
+    for key, value in event.items():
+        event[key] = _redact_value(value)
+    return event
+
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
     """Route stdlib and structlog logs through one JSON (or console) renderer."""
@@ -50,6 +95,8 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        # last, so it also sees the rendered exception and the request's bound `path`
+        redact_event,
     ]
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(

@@ -45,7 +45,7 @@ from services.alerts.ratelimit import TokenBucket
 from services.alerts.settings import Settings
 from shared.events.alerts import AlertFailed, AlertSent
 from shared.events.catalog import EventData
-from shared.observability import get_logger
+from shared.observability import get_logger, mask_phone_numbers
 from shared.outbox import add_events
 
 log = get_logger(__name__)
@@ -317,9 +317,10 @@ class Sender:
                 )
             )
         except Exception as exc:
-            log.error("sending failed unexpectedly", message_id=message.id, error=repr(exc))
+            reason = mask_phone_numbers(repr(exc))[:300]
+            log.error("sending failed unexpectedly", message_id=message.id, error=reason)
             self._record(
-                Outcome(message, "failed", attempts, _now(), error=repr(exc)[:300], permanent=False)
+                Outcome(message, "failed", attempts, _now(), error=reason, permanent=False)
             )
         finally:
             SMS_SEND_SECONDS.observe(time.monotonic() - started)

@@ -100,7 +100,10 @@ class FakeTwilio:
         status = scripted or self._rejected.get(to) or 201
         self.requests.append((to, status))
         if status != 201:
-            message = "The 'To' number is not a valid phone number." if status == 400 else "Error"
+            # Twilio's error 21211 names the number it refused
+            message = (
+                f"The 'To' number {to} is not a valid phone number." if status == 400 else "Error"
+            )
             return web.json_response(
                 {"code": 21211 if status == 400 else 20500, "message": message, "status": status},
                 status=status,

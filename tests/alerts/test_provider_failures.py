@@ -36,6 +36,7 @@ async def test_500_is_retried_and_400_fails_without_retry(
         events = await read_events(topics.bootstrap, [topics(ALERTS)], count=3, settle_s=1.0)
     finally:
         service.stop()
+    log = service.log()
     by_member = {e.data["member_id"]: e for e in events}
     assert len(events) == 3, [e.type for e in events]
     assert by_member[str(flaky.member_id)].type == "muster.alert.sent.v1"
@@ -44,6 +45,10 @@ async def test_500_is_retried_and_400_fails_without_retry(
     assert failed.type == "muster.alert.failed.v1"
     assert "400" in failed.data["reason"] and "valid phone number" in failed.data["reason"]
     assert failed.data["permanent"] is True
+    # issue 10, defect 16: the provider's text names the number; events and logs do not
+    refused = invalid.phone or ""
+    assert refused not in failed.data["reason"] and refused[-2:] in failed.data["reason"]
+    assert "message not sent" in log and refused not in log and refused[1:] not in log
     assert twilio.attempts(flaky.phone or "") == [500, 201]
     assert len(twilio.to(flaky.phone or "")) == 1
     assert twilio.attempts(invalid.phone or "") == [400]

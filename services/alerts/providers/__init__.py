@@ -6,10 +6,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.alerts.settings import Settings
+from shared.observability import mask_phone_numbers
 
 
 class ProviderError(Exception):
+    """A provider refused or failed a message. `reason` is stored on the message row,
+    logged and published in `alert.failed`: a provider's text often names the number
+    ("The 'To' number +33... is not a valid phone number"), so it is masked here, once,
+    for every provider."""
+
     def __init__(self, reason: str, *, permanent: bool) -> None:
+        reason = mask_phone_numbers(reason)
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
