@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from services.alerts.settings import Settings
 from shared import migrations
@@ -19,7 +22,12 @@ def main() -> None:
         "command", nargs="?", default="serve", choices=["serve", "migrate", "rebuild-index"]
     )
     args = parser.parse_args()
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # a configuration mistake: say which variable, without a traceback
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        sys.exit(f"alerts: cannot start: {reasons}")
     if args.command == "migrate":
         migrations.upgrade(MIGRATIONS, settings.database_url, settings.schema_name)
         print(f"alerts: schema {settings.schema_name!r} migrated")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from shared.settings import MusterSettings
 
@@ -72,6 +72,32 @@ class Settings(MusterSettings):
     fault_pause_after_send_s: float = Field(
         0.0, ge=0, validation_alias=_env("ALERTS_FAULT_PAUSE_AFTER_SEND_S")
     )
+
+    @model_validator(mode="after")
+    def _twilio_needs_credentials(self) -> Settings:
+        """With Twilio, an empty account SID or auth token would fail every send (401)
+        and, worse, an empty token makes every webhook signature check meaningless: refuse
+        to start rather than run in that state."""
+        if self.sms_provider == "twilio":
+            missing = [
+                name
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                )
+                if not value.strip()
+            ]
+            if not (self.twilio_from_number.strip() or self.twilio_messaging_service_sid.strip()):
+                missing.append("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+            if missing:
+                raise ValueError(
+                    "MUSTER_SMS_PROVIDER=twilio needs "
+                    + ", ".join(missing)
+                    + ": set "
+                    + ("them" if len(missing) > 1 else "it")
+                    + " (from the Twilio console) or use MUSTER_SMS_PROVIDER=console"
+                )
+        return self
 
     def key(self, *parts: str) -> str:
         """A Redis key of this service, under the configured prefix."""
