@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.dispatch import egress
 from services.dispatch.models import subscriptions, webhook_deliveries
 from services.dispatch.settings import Settings
+from shared.auth import Principal
 from shared.observability import get_logger
 
 log = get_logger(__name__)
@@ -74,11 +75,36 @@ async def get(session: AsyncSession, subscription_id: uuid.UUID) -> Row[Any] | N
     ).one_or_none()
 
 
-async def listing(session: AsyncSession, sections: set[str] | None) -> list[Row[Any]]:
+def manages(principal: Principal, subscription: Row[Any]) -> bool:
+    """Whether `principal` may see, resume or delete `subscription`. Admins manage every
+    one; an authority only those it created: two authorities of one section (a
+    prefecture and a fire service) must not read, pause or delete each other's webhooks."""
+    if principal.is_admin:
+        return True
+    return (
+        principal.role == "authority"
+        and subscription.created_by == principal.account_id
+        and principal.can_act_for(subscription.section)
+    )
+
+
+async def listing(
+    session: AsyncSession, sections: set[str] | None, *, created_by: str | None = None
+) -> list[Row[Any]]:
+    """Subscriptions of `sections` (None: all), only those `created_by` made when given."""
     query = select(subscriptions).order_by(subscriptions.c.created_at)
     if sections is not None:
         query = query.where(subscriptions.c.section.in_(sections))
+    if created_by is not None:
+        query = query.where(subscriptions.c.created_by == created_by)
     return list((await session.execute(query)).all())
+
+
+async def managed_by(session: AsyncSession, principal: Principal) -> list[Row[Any]]:
+    """The subscriptions `principal` manages (see `manages`), oldest first."""
+    if principal.is_admin:
+        return await listing(session, None)
+    return await listing(session, set(principal.sections), created_by=principal.account_id)
 
 
 async def pending_count(session: AsyncSession, subscription_id: uuid.UUID) -> int:
