@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from services.console import pages, session, upstream
+from services.console import approvals, board, declare, emergencies, pages, session, upstream
 from services.console.settings import Settings
 from shared.auth import TokenVerifier
 from shared.observability import get_logger
@@ -32,9 +32,8 @@ log = get_logger(__name__)
 SESSION_COOKIE = "muster_session"
 SESSION_MAX_AGE_S = 12 * 3600
 
-#: the coordinator pages (this package) ...
-ROUTER_MODULES = ("emergencies", "declare", "approvals", "board")
-#: ... and the members, import, admin and authority pages, written alongside
+#: the members, import, admin and authority pages, written alongside the coordinator
+#: pages: each is included once its module exists
 PARALLEL_ROUTER_MODULES = ("members", "importing", "admin", "authority")
 
 
@@ -157,12 +156,12 @@ def build(settings: Settings | None = None) -> FastAPI:
         target = "/authority" if user.role == "authority" else "/emergencies"
         return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
-    for name in ROUTER_MODULES + PARALLEL_ROUTER_MODULES:
+    # declare's /emergencies/new before the board's /emergencies/{id}
+    for router in (emergencies.router, declare.router, approvals.router, board.router):
+        app.include_router(router)
+    for name in PARALLEL_ROUTER_MODULES:
         module_name = f"services.console.{name}"
-        # the parallel pages are included once their module exists
-        if name in PARALLEL_ROUTER_MODULES and importlib.util.find_spec(module_name) is None:
-            continue
-        if name in ROUTER_MODULES and importlib.util.find_spec(module_name) is None:
+        if importlib.util.find_spec(module_name) is None:
             continue
         module: Any = importlib.import_module(module_name)
         app.include_router(module.router)

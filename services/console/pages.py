@@ -172,6 +172,13 @@ def N_(message: str) -> str:
     return message
 
 
+def language_of(request: Request) -> str:
+    """The request's console language (the session's choice, else Accept-Language)."""
+    from services.console import session as console_session
+
+    return console_session.language(request)
+
+
 def flash(request: Request, message: str, kind: str = "info") -> None:
     """A message shown once on the next page (kind: info, success, error)."""
     request.session.setdefault("flash", []).append({"kind": kind, "message": message})
