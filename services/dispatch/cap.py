@@ -9,6 +9,7 @@ cancellation; anything else is a `CapError` saying what is wrong.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+
+from services.dispatch.schemas import MAX_POLYGON_POSITIONS
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _Q = f"{{{NS}}}"
@@ -186,12 +189,22 @@ def _circle(text: str) -> dict[str, Any]:
 
 
 def _polygon(text: str) -> dict[str, Any]:
+    """CAP's "lat,lon lat,lon ..." as a GeoJSON Polygon; the ring is then checked and, when
+    large, simplified like any polygon (`schemas.check_polygon`)."""
+    pairs = text.split()
+    if len(pairs) > MAX_POLYGON_POSITIONS:
+        raise CapError(
+            f"info/area/polygon has {len(pairs)} points; at most {MAX_POLYGON_POSITIONS}: "
+            "simplify the area before sending it"
+        )
     ring: list[list[float]] = []
-    for pair in text.split():
+    for pair in pairs:
         try:
             lat, lon = (float(v) for v in pair.split(","))
         except ValueError:
-            raise CapError(f"info/area/polygon: {pair!r} is not a 'lat,lon' pair") from None
+            raise CapError(f"info/area/polygon: {pair[:40]!r} is not a 'lat,lon' pair") from None
+        if not (math.isfinite(lat) and math.isfinite(lon)):
+            raise CapError(f"info/area/polygon: {pair[:40]!r} is not a 'lat,lon' pair")
         ring.append([lon, lat])
     return {"polygon": {"type": "Polygon", "coordinates": [ring]}}
 

@@ -3,18 +3,34 @@
 A bad field gets a 422 that names it (pydantic puts the field path in `loc`), so
 `area.radius_m`, `area.polygon`, `severity`, `members_needed` and `area.lat` are named
 in the error a coordinator reads.
+
+Every field is bounded, because what is accepted here travels in an event and Kafka
+refuses a record over 1 MiB: a polygon may have at most `MAX_POLYGON_POSITIONS` positions,
+and one with more than `TRAVEL_POLYGON_POSITIONS` is simplified to an area that covers
+it (see `bounded_polygon` and docs/dispatch.md).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from shapely.geometry import shape
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from shapely import affinity
+from shapely.geometry import Polygon, mapping, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
 from shared.events.emergencies import Category, EmergencyStatus, Severity, Urgency
@@ -24,6 +40,25 @@ MAX_RADIUS_M = 50_000
 EARTH_RADIUS_M = 6_371_000.0
 SECTION_PATTERN = r"^[A-Z0-9_-]{1,16}$"
 QUALIFICATION_PATTERN = r"^[A-Z0-9_]{1,40}$"
+#: positions a polygon may have as given (all rings): an administrative boundary pasted
+#: from a map tool has tens of thousands; more than this is refused with a 422
+MAX_POLYGON_POSITIONS = 10_000
+#: positions a polygon has once stored and published: about 40 bytes each in the event,
+#: so the largest emergency event stays far below Kafka's 1 MiB
+TRAVEL_POLYGON_POSITIONS = 1_000
+#: the simplified area is the simplified ring grown by the tolerance with mitred corners;
+#: a mitre reaches at most this many tolerances beyond the corner it replaces
+_MITRE_LIMIT = 2.0
+#: decimals kept in a published coordinate: 1e-6 degree is about 0.1 m
+_COORDINATE_DECIMALS = 6
+#: past this, simplifying gives up and the bounding box is used
+_LARGEST_TOLERANCE_M = 4 * MAX_RADIUS_M
+_METRES_PER_DEGREE = math.pi * EARTH_RADIUS_M / 180
+#: a language tag (BCP 47 shape: `sq`, `en-GB`, `sr-Latn`)
+LanguageTag = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"),
+]
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -35,13 +70,21 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def check_polygon(value: dict[str, Any]) -> dict[str, Any]:
-    """A GeoJSON Polygon ([lon, lat] pairs), closed, simple (no self-crossing), no wider
-    than the largest circle allowed. Raise ValueError saying what is wrong."""
+    """A GeoJSON Polygon ([lon, lat] pairs), closed, simple (no self-crossing), at most
+    `MAX_POLYGON_POSITIONS` positions, returned as it will travel: simplified when it has
+    more than `TRAVEL_POLYGON_POSITIONS` (`bounded_polygon`), and no wider than the largest
+    circle allowed. Raise ValueError saying what is wrong."""
     if value.get("type") != "Polygon":
         raise ValueError("must be a GeoJSON object with type 'Polygon'")
     rings = value.get("coordinates")
-    if not isinstance(rings, list) or not rings or not isinstance(rings[0], list):
+    if not isinstance(rings, list) or not rings or not all(isinstance(r, list) for r in rings):
         raise ValueError("coordinates must be a list of linear rings ([[lon, lat], ...])")
+    positions = sum(len(ring) for ring in rings)
+    if positions > MAX_POLYGON_POSITIONS:
+        raise ValueError(
+            f"the polygon has {positions} positions; at most {MAX_POLYGON_POSITIONS}: "
+            "simplify it in the map tool it came from, or give a circle"
+        )
     for ring in rings:
         if len(ring) < 4:
             raise ValueError("a ring needs at least 4 positions (the first repeated last)")
@@ -49,7 +92,9 @@ def check_polygon(value: dict[str, Any]) -> dict[str, Any]:
             if (
                 not isinstance(position, list | tuple)
                 or len(position) < 2
-                or not all(isinstance(c, int | float) for c in position[:2])
+                or not all(
+                    isinstance(c, int | float) and not isinstance(c, bool) for c in position[:2]
+                )
             ):
                 raise ValueError("each position must be [lon, lat] numbers")
             lon, lat = position[0], position[1]
@@ -57,21 +102,118 @@ def check_polygon(value: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"position {[lon, lat]} is outside lon -180..180 / lat -90..90")
         if list(ring[0][:2]) != list(ring[-1][:2]):
             raise ValueError("a ring must be closed: its last position repeats the first")
+    given = {"type": "Polygon", "coordinates": [[list(p[:2]) for p in ring] for ring in rings]}
     try:
-        geometry = shape(value)
+        geometry = shape(given)
     except Exception as exc:  # shapely raises several types for malformed input
         raise ValueError(f"not a readable polygon: {exc}") from exc
     if not geometry.is_valid:
         raise ValueError(f"invalid polygon: {explain_validity(geometry)}")
     if geometry.area == 0:
         raise ValueError("the polygon has no area")
-    centre = geometry.centroid
-    widest = max(distance_m(centre.y, centre.x, lat, lon) for lon, lat, *_ in rings[0])
+    travelling = bounded_polygon(given).polygon
+    # measured on what travels, so a stored area read back passes this check unchanged
+    widest = polygon_reach_m(travelling)[2]
     if widest > MAX_RADIUS_M:
         raise ValueError(
             f"the polygon reaches {widest:.0f} m from its centre; at most {MAX_RADIUS_M}"
         )
-    return {"type": "Polygon", "coordinates": [[list(p[:2]) for p in ring] for ring in rings]}
+    return travelling
+
+
+@dataclass(frozen=True)
+class BoundedPolygon:
+    """A polygon as it travels, and how far it was simplified (0: unchanged)."""
+
+    polygon: dict[str, Any]
+    tolerance_m: float
+
+
+def polygon_positions(polygon: dict[str, Any]) -> int:
+    return sum(len(ring) for ring in polygon["coordinates"])
+
+
+def bounded_polygon(
+    polygon: dict[str, Any], max_positions: int = TRAVEL_POLYGON_POSITIONS
+) -> BoundedPolygon:
+    """The polygon with at most `max_positions` positions that **covers** the given one.
+
+    Douglas-Peucker (`simplify(preserve_topology=True)`) alone cuts corners off, and a
+    member standing in a cut corner would not be alerted; so the simplified ring is grown
+    by the same tolerance with mitred corners, and the result is checked to cover the
+    original. The tolerance (metres) is about the smallest that brings the ring under the
+    bound: the area only grows, by at most (1 + mitre limit) × tolerance beyond the
+    original's edge. If no tolerance up to the allowed size works (a pathological ring),
+    the bounding box is used: it covers too.
+    """
+    if polygon_positions(polygon) <= max_positions:
+        return BoundedPolygon(polygon, 0.0)
+    original = shape(polygon)
+    centre = original.centroid
+    # a local metric frame: metres east and north of the centroid, so the tolerance is
+    # the same in every direction at any latitude
+    x_metres = _METRES_PER_DEGREE * math.cos(math.radians(centre.y))
+    local = affinity.scale(original, x_metres, _METRES_PER_DEGREE, origin=centre)
+
+    # simplifying alone is cheaper than growing and checking: bracket the tolerance that
+    # brings the ring under the bound (doubling), narrow it (a few bisections), and only
+    # then grow and check, as few times as possible
+    def fits(tolerance: float) -> bool:
+        simplified = local.simplify(tolerance, preserve_topology=True)
+        return polygon_positions(mapping(simplified)) <= max_positions
+
+    low, tolerance = 0.0, _starting_tolerance_m(local, max_positions)
+    while not fits(tolerance) and tolerance < _LARGEST_TOLERANCE_M:
+        low, tolerance = tolerance, tolerance * 2
+    for _ in range(3 if low else 0):
+        middle = math.sqrt(low * tolerance)
+        low, tolerance = (low, middle) if fits(middle) else (middle, tolerance)
+    while tolerance < _LARGEST_TOLERANCE_M:
+        simplified = local.simplify(tolerance, preserve_topology=True)
+        grown = simplified.buffer(tolerance, join_style="mitre", mitre_limit=_MITRE_LIMIT)
+        if isinstance(grown, Polygon) and not grown.is_empty:
+            back = affinity.scale(grown, 1 / x_metres, 1 / _METRES_PER_DEGREE, origin=centre)
+            candidate = _rounded(back)
+            geometry = shape(candidate)
+            if (
+                polygon_positions(candidate) <= max_positions
+                and geometry.is_valid
+                and geometry.covers(original)
+            ):
+                return BoundedPolygon(candidate, tolerance)
+        tolerance *= 1.25
+    west, south, east, north = original.bounds
+    step = 10.0**-_COORDINATE_DECIMALS
+    box = Polygon.from_bounds(west - step, south - step, east + step, north + step)
+    return BoundedPolygon(_rounded(box), tolerance)
+
+
+def _starting_tolerance_m(local: Polygon, max_positions: int) -> float:
+    """Where to start looking: Douglas-Peucker keeps about every vertex that stands out
+    from the chord of its two neighbours by more than the tolerance, so the
+    `max_positions`-th largest such height is a tolerance just short of the one needed."""
+    heights: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    for ring in (local.exterior, *local.interiors):
+        points = np.asarray(ring.coords)[:-1]
+        before, after = np.roll(points, 1, axis=0), np.roll(points, -1, axis=0)
+        chord = after - before
+        offset = points - before
+        cross = np.abs(chord[:, 0] * offset[:, 1] - chord[:, 1] * offset[:, 0])
+        length = np.hypot(chord[:, 0], chord[:, 1])
+        heights.append(np.where(length > 0, cross / np.maximum(length, 1e-9), 0.0))
+    every = np.sort(np.concatenate(heights))[::-1]
+    return max(0.5, float(every[min(max_positions, len(every) - 1)]))
+
+
+def _rounded(geometry: BaseGeometry) -> dict[str, Any]:
+    rings = mapping(geometry)["coordinates"]
+    return {
+        "type": "Polygon",
+        "coordinates": [
+            [[round(x, _COORDINATE_DECIMALS), round(y, _COORDINATE_DECIMALS)] for x, y in ring]
+            for ring in rings
+        ],
+    }
 
 
 def polygon_reach_m(polygon: dict[str, Any]) -> tuple[float, float, int]:
@@ -135,7 +277,7 @@ class EmergencyCreate(BaseModel):
     required_qualifications: list[str] = Field(default_factory=list, max_length=20)
     members_needed: int = Field(ge=1, le=10_000)
     assisting_sections: list[str] = Field(default_factory=list, max_length=20)
-    languages: list[str] = Field(default_factory=list, max_length=10)
+    languages: list[LanguageTag] = Field(default_factory=list, max_length=10)
 
     @field_validator("required_qualifications")
     @classmethod
@@ -168,7 +310,7 @@ class EmergencyPatch(BaseModel):
     required_qualifications: list[str] | None = Field(None, max_length=20)
     members_needed: int | None = Field(None, ge=1, le=10_000)
     assisting_sections: list[str] | None = Field(None, max_length=20)
-    languages: list[str] | None = Field(None, max_length=10)
+    languages: list[LanguageTag] | None = Field(None, max_length=10)
 
     @field_validator("required_qualifications")
     @classmethod
