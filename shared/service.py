@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.consumer import EventConsumer, Handler, TombstoneHandler, subscribe
 from shared.db import make_engine, make_sessionmaker, ping
@@ -175,6 +177,118 @@ class ServiceRuntime:
         await self.producer.client.fetch_all_metadata()
 
 
+#: media types of bulk uploads (the members CSV import), which get the larger limit
+UPLOAD_MEDIA_TYPES = ("text/csv", "multipart/form-data")
+
+
+def body_too_large_detail(limit: int, variable: str) -> str:
+    return (
+        f"the request body is larger than {limit} bytes, the most this endpoint takes "
+        f"({variable}); send a smaller one (a polygon of fewer positions, a CSV split in parts)"
+    )
+
+
+class RequestBodyLimit:
+    """Refuse a request body over the limit with 413 and a JSON `detail`.
+
+    A declared `Content-Length` over the limit is refused before the app runs; a body sent
+    without one (chunked) is counted as it is read, and once it passes the limit the app
+    is told the client went away (`http.disconnect`: nothing is raised through other
+    middlewares, which would turn it into a 500) and its own answer is replaced by the
+    413. Bodies of `UPLOAD_MEDIA_TYPES` get `upload_max_bytes`.
+
+    Before answering, the rest of the body is read and thrown away (up to
+    `DRAIN_FACTOR` × the limit): a client still sending when the connection closes sees a
+    reset instead of the 413 that says what to do.
+    """
+
+    DRAIN_FACTOR = 4
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, upload_max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes
+
+    def limit_for(self, content_type: str) -> tuple[int, str]:
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type in UPLOAD_MEDIA_TYPES:
+            return self.upload_max_bytes, "MUSTER_MAX_UPLOAD_BYTES"
+        return self.max_bytes, "MUSTER_MAX_BODY_BYTES"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        limit, variable = self.limit_for(headers.get(b"content-type", b"").decode("latin-1"))
+        detail = body_too_large_detail(limit, variable)
+        declared = headers.get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > limit:
+            drained = await self._drain(receive, limit, int(declared))
+            await _json_response(send, 413, detail, close=not drained)
+            return
+        received = 0
+        too_large = False
+        finished = False  # the client sent its whole body
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, too_large, finished
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                finished = not message.get("more_body", False)
+                if received > limit:
+                    too_large = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if too_large:
+                return  # the app's answer to a "disconnect" it was told about
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            drained = finished or await self._drain(receive, limit, received)
+            await _json_response(send, 413, detail, close=not drained)
+
+    async def _drain(self, receive: Receive, limit: int, already: int) -> bool:
+        """Read and drop the rest of the body; True when all of it was read."""
+        if already > self.DRAIN_FACTOR * limit:
+            return False
+        total = 0
+        while total <= self.DRAIN_FACTOR * limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            total += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+        return False
+
+
+async def _json_response(send: Send, status_code: int, detail: str, *, close: bool) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        # the rest of the body was not read: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def health_router(checks: Callable[[], Mapping[str, ReadinessCheck]]) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -239,6 +353,12 @@ def create_app(
         response.headers["x-correlation-id"] = correlationid[:64]
         return response
 
+    # outermost, so no other layer buffers an oversized body first
+    app.add_middleware(
+        RequestBodyLimit,
+        max_bytes=runtime.settings.max_body_bytes,
+        upload_max_bytes=runtime.settings.max_upload_bytes,
+    )
     app.include_router(health_router(runtime.readiness_checks))
     for router in routers:
         app.include_router(router)

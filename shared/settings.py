@@ -75,6 +75,17 @@ class MusterSettings(BaseSettings):
         0.0, ge=0, validation_alias=AliasChoices("MUSTER_OUTBOX_FAULT_PAUSE_AFTER_PUBLISH_S")
     )
 
+    #: the largest request body any endpoint takes (413 above it): every accepted field
+    #: must fit in an event, and Kafka refuses a record over 1 MiB
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, validation_alias=AliasChoices("MUSTER_MAX_BODY_BYTES")
+    )
+    #: the largest upload (`text/csv` or `multipart/form-data` body: the members CSV
+    #: import, whose rows become one event each); 50,000 rows fit with room to spare
+    max_upload_bytes: int = Field(
+        33_554_432, ge=1024, validation_alias=AliasChoices("MUSTER_MAX_UPLOAD_BYTES")
+    )
+
     @property
     def schema_name(self) -> str:
         return self.db_schema or self.service_name
