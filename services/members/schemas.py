@@ -305,13 +305,15 @@ class AccountIn(_In):
     email: EmailStr
     password: str = Field(min_length=12, max_length=256)
     role: Role
-    sections: list[SectionCode] = Field(default_factory=list)
+    sections: list[SectionCode] = Field(default_factory=list, validate_default=True)
 
-    @model_validator(mode="after")
-    def _sections_for_role(self) -> AccountIn:
-        if self.role == "coordinator" and not self.sections:
+    @field_validator("sections")
+    @classmethod
+    def _sections_for_role(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # a field validator (not a model one) so the 422 names `sections`
+        if info.data.get("role") == "coordinator" and not value:
             raise ValueError("a coordinator acts for at least one section")
-        return self
+        return value
 
 
 class AccountPatch(_In):
@@ -352,10 +354,13 @@ class AvailabilityCounts(BaseModel):
     lon: float
     radius_km: float
     qualifications: list[str]
-    #: active, consenting, available members in the radius holding every asked qualification
-    available: int
-    #: of those, how many hold each valid qualification
-    by_qualification: dict[str, int]
+    #: active, consenting, available members in the radius holding every asked
+    #: qualification; "< k" (k = smallest_count_shown) when fewer than k
+    available: int | str
+    #: of those, how many hold each valid qualification (each "< k" when fewer than k)
+    by_qualification: dict[str, int | str]
+    #: k: a count below it is shown as "< k", so no count singles out a member
+    smallest_count_shown: int
     at: datetime
 
 

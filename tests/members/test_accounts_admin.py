@@ -204,3 +204,15 @@ async def test_sections_are_edited_by_admins_and_a_new_time_zone_reaches_snapsho
         (1, "Europe/Paris"),
         (2, "Europe/Tirane"),
     ]
+
+
+async def test_a_coordinator_without_sections_is_refused_naming_sections(
+    members_service: MembersUnderTest,
+) -> None:
+    async with members_service.admin() as admin:
+        r = await admin.post(
+            "/accounts",
+            json={"email": "nosection@example.org", "password": PASSWORD, "role": "coordinator"},
+        )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "sections"]
