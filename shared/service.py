@@ -3,7 +3,9 @@
 `ServiceRuntime` owns the database engine, Redis, the idempotent Kafka producer, the
 FastStream broker (consumers) and the outbox relay. `create_app` builds the FastAPI app
 with `/healthz`, `/readyz` and `/metrics` and starts the runtime in its lifespan
-(FastStream's FastAPI router is deprecated; the broker starts and stops here instead).
+(FastStream's FastAPI router is deprecated; the broker starts and stops here instead),
+and bounds every request body (`RequestBodyLimit`: what is accepted ends up in events,
+and Kafka refuses a record over 1 MiB).
 
 Shutdown order matters for the guarantees: stop consuming first (in-flight handlers
 finish and their offsets commit), then let the relay finish its batch, then flush and
