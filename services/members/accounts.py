@@ -1,7 +1,8 @@
 """Staff accounts (admin, coordinator, authority), logging in, and the public JWKS.
 
 Passwords are hashed with argon2id (argon2-cffi's current defaults); hashing runs in a
-thread so a login does not stall the event loop.
+thread so a login does not stall the event loop. Sign-ins are locked out with backoff
+per account and per address, and password checks are bounded (sign_in_limits.py).
 
 An admin changes an account's role and sections or disables it with
 `PATCH /accounts/{id}`; each such change increments the account's `token_version`, which
@@ -29,6 +30,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.members.access import Config, Db, Staff, require_admin
 from services.members.models import sections, staff_accounts
 from services.members.schemas import AccountIn, AccountOut, AccountPatch, TokenOut
+from services.members.settings import Settings
+from services.members.sign_in_limits import (
+    SIGN_IN_REFUSED,
+    HashingBusy,
+    Locked,
+    PasswordCheckGate,
+    SignInLimits,
+    Subject,
+)
 from services.members.signing import Keyring
 from shared.observability import get_logger
 
@@ -46,13 +56,6 @@ def normalise_email(email: str) -> str:
 
 async def hash_password(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
-
-
-async def check_password(stored_hash: str, password: str) -> bool:
-    try:
-        return await asyncio.to_thread(_hasher.verify, stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 async def create_account(
@@ -130,22 +133,74 @@ async def bootstrap_admin(session: AsyncSession, email: str | None, password: st
     return created is not None
 
 
-@router.post("/auth/token", response_model=TokenOut)
+def _verify(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def sign_in_subjects(request: Request, email: str, cfg: Settings) -> list[Subject]:
+    """The account and the client address a sign-in is counted for. The address is the
+    connection's (behind a proxy, the forwarded one uvicorn was told to trust)."""
+    address = request.client.host if request.client else "unknown"
+    return [
+        Subject("account", email, cfg.signin_free_failures_per_account),
+        Subject("address", address, cfg.signin_free_failures_per_address),
+    ]
+
+
+def _locked_out(locked: Locked) -> HTTPException:
+    SIGN_IN_REFUSED.labels("locked").inc()
+    whom = "for this account" if locked.subject.kind == "account" else "from this address"
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"too many failed sign-ins {whom}: try again in {locked.retry_after_s} seconds "
+        "(an admin can reset a forgotten password meanwhile)",
+        headers={"Retry-After": str(locked.retry_after_s)},
+    )
+
+
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    responses={
+        401: {"description": "wrong email or password, or the account is disabled"},
+        429: {"description": "too many failed sign-ins for the account or from the address"},
+        503: {"description": "too many sign-ins being checked at once"},
+    },
+)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, db: Db, cfg: Config
 ) -> TokenOut:
-    row = (
-        await db.execute(
-            select(staff_accounts).where(staff_accounts.c.email == normalise_email(form.username))
-        )
-    ).first()
-    ok = await check_password(row.password_hash if row else _DUMMY_HASH, form.password)
+    """Sign in. A locked account or address is answered 429 before the password is
+    looked at; an unknown email costs one password check like a known one (a dummy
+    hash), so neither the answer nor its time tells whether an account exists."""
+    email = normalise_email(form.username)
+    limits: SignInLimits = request.app.state.sign_in_limits
+    gate: PasswordCheckGate = request.app.state.password_checks
+    subjects = sign_in_subjects(request, email, cfg)
+    if locked := await limits.locked(subjects):
+        raise _locked_out(locked)
+    row = (await db.execute(select(staff_accounts).where(staff_accounts.c.email == email))).first()
+    await db.rollback()  # no transaction held open while waiting for a check
+    stored = row.password_hash if row else _DUMMY_HASH
+    try:
+        ok = await gate.run(lambda: _verify(stored, form.password))
+    except HashingBusy:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "too many sign-ins are being checked at once: try again in a few seconds",
+            headers={"Retry-After": "2"},
+        ) from None
     if row is None or not ok or row.disabled_at is not None:
+        await limits.failed(subjects)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong email or password, or the account is disabled",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    await limits.succeeded(subjects[0])
     if _hasher.check_needs_rehash(row.password_hash):
         async with db.begin():
             await db.execute(

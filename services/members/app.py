@@ -16,6 +16,7 @@ from services.members import (
     sections,
 )
 from services.members.settings import Settings
+from services.members.sign_in_limits import PasswordCheckGate, SignInLimits
 from services.members.signing import (
     Keyring,
     LocalTokenVerifier,
@@ -31,8 +32,10 @@ log = get_logger(__name__)
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    runtime = ServiceRuntime(settings, use_redis=False)
-    assert runtime.engine is not None
+    # Redis keeps sign-in lockouts and the availability rate limit, shared by every
+    # members process
+    runtime = ServiceRuntime(settings)
+    assert runtime.engine is not None and runtime.redis is not None
     runner = import_jobs.ImportJobRunner(
         runtime.engine, runtime.db, max_rows=settings.import_max_rows
     )
@@ -82,5 +85,18 @@ def build(settings: Settings | None = None) -> FastAPI:
         on_shutdown=[stop_imports],
     )
     app.state.settings = settings
+    app.state.sign_in_limits = SignInLimits(
+        runtime.redis,
+        prefix=settings.redis_prefix,
+        base_s=settings.signin_lockout_base_s,
+        max_s=settings.signin_lockout_max_s,
+        memory_s=settings.signin_failure_memory_s,
+    )
+    app.state.password_checks = PasswordCheckGate(
+        concurrency=settings.password_hash_concurrency, queue=settings.password_hash_queue
+    )
+    app.state.availability_limit = availability.AvailabilityLimit(
+        runtime.redis, prefix=settings.redis_prefix, per_minute=settings.availability_rate_per_min
+    )
     app.state.import_jobs = runner
     return app

@@ -5,22 +5,67 @@ counts when active, consenting to alerts, available (or unavailable until a time
 past), and their effective position (the live one while younger than
 `MUSTER_LIVE_LOCATION_MAX_AGE_S`, else home) is within the radius. One SQL statement:
 a bounding box on the home and live columns (indexed) prefilters, haversine decides.
+
+Counts must not locate a member (issue 10, defect 13; docs/security.md): the radius is
+at least `MUSTER_AVAILABILITY_MIN_RADIUS_KM` (422 naming radius_km), every count below
+k (`MUSTER_AVAILABILITY_MIN_COUNT`) is answered as the string "< k" (zero too: a 0
+beside a "< k" would tell where the one member is), and each staff account may ask
+`MUSTER_AVAILABILITY_RATE_PER_MIN` times a minute (429 with Retry-After), which bounds
+how fast overlapping circles can be differenced.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Query
+import redis.asyncio as redis
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.members.access import Config, Db, Staff, sections_of
 from services.members.geo import EARTH_RADIUS_KM, bounding_box
 from services.members.schemas import AvailabilityCounts
+from shared.observability import get_logger
 
+log = get_logger(__name__)
 router = APIRouter(tags=["availability"])
+
+
+def shown(count: int, k: int) -> int | str:
+    """A count as it may be shown: itself from k on, else "< k"."""
+    return count if count >= k else f"< {k}"
+
+
+class AvailabilityLimit:
+    """Requests per staff account per minute (a fixed window in Redis, shared by every
+    members process). Unreachable Redis lets requests through: counts for planning
+    must keep working in an outage, and the other two protections still hold."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, per_minute: int) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._limit = per_minute
+
+    async def retry_after_s(self, account_id: str) -> int | None:
+        """None when the request may go, else the seconds until the next window."""
+        now = time.time()
+        window = int(now // 60)
+        key = f"{self._prefix}members:availability:{account_id}:{window}"
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("availability rate limit unavailable", error=type(exc).__name__)
+            return None
+        if int(count) <= self._limit:
+            return None
+        return max(1, int((window + 1) * 60 - now + 0.999))
+
 
 _COUNTS_SQL = """
 WITH candidates AS (
@@ -107,8 +152,13 @@ async def count_available(
     return total, dict(sorted(by_code.items()))
 
 
-@router.get("/availability", response_model=AvailabilityCounts)
+@router.get(
+    "/availability",
+    response_model=AvailabilityCounts,
+    responses={429: {"description": "too many requests from this account this minute"}},
+)
 async def availability(
+    request: Request,
     principal: Staff,
     db: Db,
     cfg: Config,
@@ -117,7 +167,29 @@ async def availability(
     radius_km: float = Query(gt=0, le=500),
     qualification: list[str] = Query(default_factory=list),
 ) -> AvailabilityCounts:
-    """Every role may ask; coordinators and authorities count their own sections only."""
+    """Every role may ask; coordinators and authorities count their own sections only.
+    Counts below k are given as "< k"."""
+    if radius_km < cfg.availability_min_radius_km:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                {
+                    "type": "greater_than_equal",
+                    "loc": ["query", "radius_km"],
+                    "msg": f"radius_km must be at least {cfg.availability_min_radius_km:g} km: "
+                    "a smaller circle could single out one member's home",
+                    "input": radius_km,
+                }
+            ],
+        )
+    limit: AvailabilityLimit = request.app.state.availability_limit
+    if (wait_s := await limit.retry_after_s(principal.account_id)) is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"at most {cfg.availability_rate_per_min} availability counts a minute per "
+            f"account: try again in {wait_s} seconds",
+            headers={"Retry-After": str(wait_s)},
+        )
     now = datetime.now(UTC)
     total, by_code = await count_available(
         db,
@@ -129,12 +201,14 @@ async def availability(
         live_max_age_s=cfg.live_location_max_age_s,
         now=now,
     )
+    k = cfg.availability_min_count
     return AvailabilityCounts(
         lat=lat,
         lon=lon,
         radius_km=radius_km,
         qualifications=sorted(set(qualification)),
-        available=total,
-        by_qualification=by_code,
+        available=shown(total, k),
+        by_qualification={code: shown(n, k) for code, n in by_code.items()},
+        smallest_count_shown=k,
         at=now,
     )

@@ -42,3 +42,48 @@ class Settings(MusterSettings):
     import_max_rows: int = Field(
         50_000, ge=1, validation_alias=AliasChoices("MUSTER_IMPORT_MAX_ROWS")
     )
+
+    # --- signing in (issue 10, defect 11; docs/security.md) ---------------------------
+    #: failed sign-ins of one account (email) before it is locked for a while
+    signin_free_failures_per_account: int = Field(
+        5, ge=1, validation_alias=AliasChoices("MUSTER_SIGNIN_FREE_FAILURES_PER_ACCOUNT")
+    )
+    #: failed sign-ins from one client address (any accounts) before it is locked
+    signin_free_failures_per_address: int = Field(
+        20, ge=1, validation_alias=AliasChoices("MUSTER_SIGNIN_FREE_FAILURES_PER_ADDRESS")
+    )
+    #: the first lockout; each further failure doubles it...
+    signin_lockout_base_s: float = Field(
+        30.0, gt=0, validation_alias=AliasChoices("MUSTER_SIGNIN_LOCKOUT_BASE_S")
+    )
+    #: ...up to this
+    signin_lockout_max_s: float = Field(
+        900.0, gt=0, validation_alias=AliasChoices("MUSTER_SIGNIN_LOCKOUT_MAX_S")
+    )
+    #: failures are forgotten this long after the last one (a success forgets an
+    #: account's at once, never an address's)
+    signin_failure_memory_s: float = Field(
+        3600.0, gt=0, validation_alias=AliasChoices("MUSTER_SIGNIN_FAILURE_MEMORY_S")
+    )
+    #: password checks (argon2, about 64 MiB and a core each) running at once per process
+    password_hash_concurrency: int = Field(
+        2, ge=1, validation_alias=AliasChoices("MUSTER_PASSWORD_HASH_CONCURRENCY")
+    )
+    #: sign-ins waiting for a check; one more is answered 503 with Retry-After
+    password_hash_queue: int = Field(
+        16, ge=0, validation_alias=AliasChoices("MUSTER_PASSWORD_HASH_QUEUE")
+    )
+
+    # --- availability counts (issue 10, defect 13; docs/security.md) ------------------
+    #: the smallest radius `GET /availability` counts in (422 naming radius_km below it)
+    availability_min_radius_km: float = Field(
+        1.0, gt=0, validation_alias=AliasChoices("MUSTER_AVAILABILITY_MIN_RADIUS_KM")
+    )
+    #: counts below this are answered "< k", so a count cannot single a member out
+    availability_min_count: int = Field(
+        5, ge=1, validation_alias=AliasChoices("MUSTER_AVAILABILITY_MIN_COUNT")
+    )
+    #: `GET /availability` requests per staff account per minute (then 429)
+    availability_rate_per_min: int = Field(
+        60, ge=1, validation_alias=AliasChoices("MUSTER_AVAILABILITY_RATE_PER_MIN")
+    )

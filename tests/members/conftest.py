@@ -62,8 +62,10 @@ def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 async def members_service(
-    infra: Infra, admin_engine: AsyncEngine, module_tmp: Path
+    request: pytest.FixtureRequest, infra: Infra, admin_engine: AsyncEngine, module_tmp: Path
 ) -> AsyncIterator[MembersUnderTest]:
+    """A test module may set `MEMBERS_ENV = {...}` to start its process with more
+    variables (limits made small enough to reach in a test)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     prefix = f"t{uuid.uuid4().hex[:10]}."
     await provision(infra.kafka_bootstrap, all_topics(prefix))
@@ -79,6 +81,7 @@ async def members_service(
         "MUSTER_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "MUSTER_LOCATION_MIN_MOVE_M": "100",
         "MUSTER_LOCATION_REFRESH_S": "300",
+        **getattr(request.module, "MEMBERS_ENV", {}),
     }
     run_migrations("members", env)
     process = start_service("members", env, module_tmp)

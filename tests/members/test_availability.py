@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from tests.members.conftest import MembersUnderTest, login, make_section, member_body
 
+#: these tests check which members count, so every count is shown (k = 1); the
+#: suppression of small counts has its own tests (test_availability_privacy.py)
+MEMBERS_ENV = {"MUSTER_AVAILABILITY_MIN_COUNT": "1"}
+
 CENTRE = {"lat": -33.92, "lon": 18.42}
 NEAR = {"lat": -33.93, "lon": 18.43}  # ~1.4 km
 FAR = {"lat": -34.2, "lon": 18.9}  # ~50 km
