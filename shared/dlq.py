@@ -40,6 +40,7 @@ from shared.consumer import (
 )
 from shared.events.topics import DLQ_SUFFIX, dead_letter_topic
 from shared.kafka import new_producer
+from shared.outbox import PARKED_REASON
 from shared.settings import MusterSettings
 
 REDRIVE_GROUP = "muster.dlq.redrive"
@@ -70,6 +71,11 @@ def topic_pair(topic: str, prefix: str) -> TopicPair:
 def original_headers(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The record's headers as they were before it was dead-lettered."""
     return [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
+
+
+def parked_by_relay(headers: Iterable[tuple[str, bytes]]) -> bool:
+    """Dead-lettered by the outbox relay because the broker can never take it."""
+    return dict(headers).get(DLQ_HEADER_REASON) == PARKED_REASON.encode()
 
 
 def origin(headers: Iterable[tuple[str, bytes]]) -> tuple[str, str, str] | None:
@@ -206,7 +212,7 @@ async def redrive(
     pair = topic_pair(topic, settings.topic_prefix)
     reader = DeadLetterReader(settings.kafka_bootstrap_servers, pair.dead_letters, group)
     producer = new_producer(settings.kafka_bootstrap_servers, "muster-dlq-redrive")
-    sent = skipped = 0
+    sent = skipped = unpublishable = 0
     sent_origins: set[tuple[str, str, str]] = set()
     try:
         await reader.start(from_beginning=False)
@@ -222,6 +228,12 @@ async def redrive(
             for record in batch:
                 done[TopicPartition(record.topic, record.partition)] = record.offset + 1
                 source = origin(record.headers or ())
+                if parked_by_relay(record.headers or ()):
+                    # too large or malformed for the topic: sending it back would fail the
+                    # same way; the whole row waits in the service's outbox_parked table
+                    unpublishable += 1
+                    print(describe(record, state="unpublishable, left in outbox_parked"))
+                    continue
                 if source is not None and source in sent_origins:
                     skipped += 1  # dead-lettered by several consumer groups: send once
                     continue
@@ -255,6 +267,11 @@ async def redrive(
         await reader.stop()
         if not dry_run:
             await producer.stop()
+    if unpublishable:
+        print(
+            f"{unpublishable} records were set aside by the outbox relay (too large or malformed"
+            " for the topic): fix them from the service's outbox_parked table, not by redrive"
+        )
     if dry_run:
         print(f"dry run: {sent} dead letters would go back to {pair.source}; nothing sent")
     elif sent == 0:

@@ -109,6 +109,7 @@ class ServiceRuntime:
             on_tombstone=on_tombstone,
             max_attempts=self.settings.consumer_max_attempts,
             retry_base_s=self.settings.consumer_retry_base_s,
+            transient_retry_max_s=self.settings.consumer_transient_retry_max_s,
         )
         subscribe(
             self.broker,

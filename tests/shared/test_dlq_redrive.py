@@ -17,9 +17,10 @@ from shared.consumer import Delivery
 from shared.db import make_engine
 from shared.dlq import original_headers, topic_pair
 from shared.events import make_envelope
-from shared.events.envelope import decode
+from shared.events.envelope import KafkaRecord, decode, encode
 from shared.events.responses import ResponseReceived
 from shared.events.topics import RESPONSES, dead_letter_topic
+from shared.outbox import PARKED_REASON
 from tests.shared.flow import (
     applied_counts,
     create_tables,
@@ -193,3 +194,35 @@ async def test_an_unreachable_broker_says_what_to_check() -> None:
     run = await dlq_command("list", RESPONSES, prefix="", bootstrap="127.0.0.1:1")
     assert run.code == 1
     assert "KAFKA_BOOTSTRAP_SERVERS" in run.err
+
+
+async def test_a_record_the_relay_parked_is_not_sent_back(infra, topics) -> None:
+    """The outbox relay dead-letters what the broker can never take (too large): sending
+    it back would fail the same way, so redrive leaves it and says where the row is."""
+    source = topics(RESPONSES)
+    parked = encode(make_envelope(_response(uuid.uuid4(), "declined"), source="test"))
+    await publish(
+        infra.kafka_bootstrap,
+        dead_letter_topic(source),
+        [
+            KafkaRecord(
+                key=parked.key,
+                value=parked.value,
+                headers=(
+                    *parked.headers,
+                    ("muster.dlq.reason", PARKED_REASON.encode()),
+                    ("muster.dlq.topic", source.encode()),
+                ),
+            )
+        ],
+    )
+    run = await dlq_command(
+        "redrive", RESPONSES, prefix=topics.prefix, bootstrap=infra.kafka_bootstrap
+    )
+    assert run.code == 0, run.err
+    assert "outbox_parked" in run.out
+    assert "nothing to redrive" in run.out
+    on_source = await read_records(
+        infra.kafka_bootstrap, [source], until=lambda rs: len(rs) >= 1, timeout_s=3
+    )
+    assert on_source == []
