@@ -26,14 +26,19 @@ from tests.members.conftest import (  # noqa: F401  (fixtures, imported to be us
     members_service,
     module_tmp,
 )
+from tests.support.processes import free_port
 
 ORIGIN = "http://console.test"
 NONCE = re.compile(r"'nonce-([A-Za-z0-9_-]{16,})'")
 
 
 def console_settings(members: MembersUnderTest, **overrides: object) -> Settings:
+    # alerts and dispatch are not running for these tests: a closed port stands for them
+    nowhere = f"http://127.0.0.1:{free_port()}"
     return Settings(
         members_url=members.url,
+        alerts_url=nowhere,
+        dispatch_url=nowhere,
         session_secret="a test secret that is long enough to sign cookies",
         **overrides,
     )
