@@ -56,7 +56,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy shared services
+	@$(VENV)/bin/mypy shared services demo
 
 format: $(STAMP)
 	@$(VENV)/bin/ruff format .
