@@ -33,14 +33,13 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts import messages
+from services.alerts import erasure, messages
 from services.alerts.index import SearchArea, TargetingIndex, search_area
 from services.alerts.models import (
     alert_waves,
     alerts,
     emergencies,
     outbound_messages,
-    sms_opt_outs,
 )
 from services.alerts.replies import is_reply_code
 from services.alerts.selection import Chosen, Target, first_wave_count, target_for
@@ -259,7 +258,7 @@ class Alerting:
         # rows of this wave written before an interruption count towards its size
         in_wave = sum(1 for a in alerted if a.wave == wave)
         committed = await committed_elsewhere(session, emergency.id)
-        opted_out = set((await session.execute(select(sms_opt_outs.c.phone))).scalars())
+        opted_out = await erasure.opt_outs(session, self.settings)
         chosen, considered = await choose(
             self.index,
             dataclasses.replace(target, count=max(target.count - in_wave, 0)),
@@ -475,7 +474,7 @@ class Alerting:
                 .returning(alerts.c.id, alerts.c.phone, alerts.c.language, alerts.c.token)
             )
         ).all()
-        if rows:
+        if any(r.phone is not None for r in rows):
             await session.execute(
                 pg_insert(outbound_messages)
                 .values(
@@ -493,6 +492,7 @@ class Alerting:
                             ),
                         )
                         for r in rows
+                        if r.phone is not None  # erased
                     ]
                 )
                 .on_conflict_do_nothing()
@@ -569,8 +569,10 @@ class Alerting:
     ) -> None:
         if not targets:
             return
-        for start in range(0, len(targets), _CHUNK):
-            part = targets[start : start + _CHUNK]
+        # an erased member's rows have no number: their state changes, nobody is texted
+        reachable = [t for t in targets if t.phone is not None]
+        for start in range(0, len(reachable), _CHUNK):
+            part = reachable[start : start + _CHUNK]
             await session.execute(
                 pg_insert(outbound_messages)
                 .values(

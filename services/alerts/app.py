@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from uuid import UUID
 
 from fastapi import FastAPI
 
+from services.alerts import erasure
 from services.alerts.alerting import Alerting
 from services.alerts.answer_page import answer_router
 from services.alerts.inbound import sms_router
@@ -54,8 +56,24 @@ def build(settings: Settings | None = None) -> FastAPI:
         await index.upsert(data)
 
     async def on_member_erased(key: bytes | None, _session: object) -> None:
-        if key:
-            await index.delete(key.decode())
+        """The member's tombstone: their numbers and texts leave the alerts schema
+        (erasure.py), then the index. The index is read first and emptied last, so a
+        retry after a failure still knows the number."""
+        if not key:
+            return
+        member_id = key.decode()
+        known = [m.phone for m in await index.members([member_id]) if m.phone]
+        async with runtime.db() as session, session.begin():
+            erased = await erasure.erase_member(session, settings, UUID(member_id), known)
+        await index.delete(member_id)
+        log.info(
+            "member erased",
+            member_id=member_id,
+            alerts=erased.alerts,
+            outbound=erased.outbound,
+            inbound=erased.inbound,
+            opt_outs=erased.opt_outs,
+        )
 
     runtime.consume(
         [MEMBERS_STATE],

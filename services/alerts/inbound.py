@@ -18,6 +18,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from services.alerts import messages
 from services.alerts.alerting import SOURCE
 from services.alerts.answers import OpenAlert, alerts_of_phone, record_answer
+from services.alerts.erasure import forget_erased_opt_out
 from services.alerts.models import alerts, inbound_messages, outbound_messages, sms_opt_outs
 from services.alerts.replies import Reply, parse
 from services.alerts.settings import Settings
@@ -107,6 +108,8 @@ def sms_router(settings: Settings, db: Callable[[], async_sessionmaker[AsyncSess
         now = datetime.now(UTC)
         async with db()() as session, session.begin():
             outcome, answer, target = await handle_reply(session, phone, parse(body), now)
+            if outcome == "start":
+                await forget_erased_opt_out(session, settings, phone)
             await session.execute(
                 inbound_messages.insert().values(
                     provider_sid=form.get("MessageSid"),

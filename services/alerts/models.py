@@ -11,6 +11,12 @@
   sender claims them with `FOR UPDATE SKIP LOCKED`.
 - `inbound_messages`: every SMS received, parsed or not (coordinators read the rest).
 - `sms_opt_outs`: numbers that sent STOP (until START).
+- `erased_opt_outs`: the opt-outs of erased members, as keyed hashes of their numbers
+  (erasure.py): a number re-added later stays opted out.
+- `pseudonym_key`: the key of those hashes when `ALERTS_PSEUDONYM_KEY` is not set.
+
+An erased member's rows keep their ids, statuses and times (the board and the counts
+need them); their `phone` columns are NULL and message bodies "[erased]" (erasure.py).
 - `sender_heartbeats`: which sender processes are alive (their "sending" rows are theirs).
 """
 
@@ -19,11 +25,13 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -62,7 +70,8 @@ alerts = Table(
     Column("member_id", UUID(as_uuid=True), nullable=False),
     Column("wave", Integer, nullable=False),
     Column("token", Text, nullable=False, unique=True),
-    Column("phone", Text, nullable=False),
+    #: NULL once the member is erased
+    Column("phone", Text, nullable=True),
     Column("language", Text, nullable=False),
     Column("distance_m", Integer, nullable=False),
     Column("qualifications", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
@@ -97,7 +106,8 @@ outbound_messages = Table(
     Column("alert_id", UUID(as_uuid=True), ForeignKey("alerts.id"), nullable=False),
     #: alert, not_needed, call_up, stand_down, correction
     Column("kind", Text, nullable=False),
-    Column("phone", Text, nullable=False),
+    #: NULL once the member is erased (the body is then "[erased]")
+    Column("phone", Text, nullable=True),
     Column("body", Text, nullable=False),
     Column("segments", Integer, nullable=False),
     #: send order: an alert's rank in its wave (nearest first), 0 for follow-ups, so two
@@ -129,7 +139,8 @@ inbound_messages = Table(
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("provider_sid", Text, nullable=True),
-    Column("phone", Text, nullable=False),
+    #: NULL once the sender is erased (the body is then "[erased]")
+    Column("phone", Text, nullable=True),
     Column("body", Text, nullable=False),
     #: accepted, declined, arrived, stop, start, help, unknown, ambiguous, no_alert, closed
     Column("outcome", Text, nullable=False),
@@ -143,6 +154,22 @@ sms_opt_outs = Table(
     metadata,
     Column("phone", Text, primary_key=True),
     Column("opted_out_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+erased_opt_outs = Table(
+    "erased_opt_outs",
+    metadata,
+    #: HMAC-SHA256 of the E.164 number (hex) under the pseudonym key
+    Column("phone_hash", Text, primary_key=True),
+    Column("opted_out_at", DateTime(timezone=True), nullable=False),
+)
+
+pseudonym_key = Table(
+    "pseudonym_key",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    CheckConstraint("id = 1", name="pseudonym_key_one_row"),
 )
 
 sender_heartbeats = Table(

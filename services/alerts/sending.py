@@ -90,7 +90,9 @@ _CLAIM = text(
     WHERE o.id = picked.id AND a.id = o.alert_id
     RETURNING o.id, o.alert_id, o.kind, o.phone, o.body, o.segments, picked.was,
         a.emergency_id, a.member_id, a.wave, a.distance_m, a.language, a.qualifications,
-        EXISTS (SELECT 1 FROM sms_opt_outs s WHERE s.phone = o.phone) AS opted_out
+        -- no number: the member was erased after the message was written
+        o.phone IS NULL OR EXISTS (SELECT 1 FROM sms_opt_outs s WHERE s.phone = o.phone)
+            AS opted_out
     """
 )
 
@@ -100,7 +102,7 @@ class Claimed:
     id: int
     alert_id: uuid.UUID
     kind: str
-    phone: str
+    phone: str | None  # None: the member was erased (the message is then suppressed)
     body: str
     segments: int
     was: str
@@ -306,6 +308,7 @@ class Sender:
                     await self.bucket.acquire()
                     attempts += 1
                     SMS_PROVIDER_ATTEMPTS.inc()
+                    assert message.phone is not None  # opted_out when None
                     accepted = await self.provider.send(message.phone, message.body)
             if self.settings.fault_pause_after_send_s:
                 await asyncio.sleep(self.settings.fault_pause_after_send_s)

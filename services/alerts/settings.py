@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from shared.settings import MusterSettings
 
@@ -67,6 +67,9 @@ class Settings(MusterSettings):
     reach_preview_rate_per_min: int = Field(
         60, ge=1, validation_alias=_env("ALERTS_REACH_PREVIEW_RATE_PER_MIN")
     )
+    #: the key of the hashes an erased member's opt-out is kept under (erasure.py);
+    #: empty: a random key is generated once and kept in the database
+    pseudonym_key: SecretStr = Field(SecretStr(""), validation_alias=_env("ALERTS_PSEUDONYM_KEY"))
     #: fault injection for the crash tests only: pause after the provider accepted a
     #: message, before the row is marked sent
     fault_pause_after_send_s: float = Field(
