@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from services.members.importing import CSV_COLUMNS
 from tests.console.conftest import (
@@ -45,7 +45,7 @@ def _csv(platform: ConsolePlatform, section: str, count: int) -> list[dict[str, 
     ]
 
 
-def _file(rows: list[dict[str, str]]) -> dict[str, object]:
+def _file(rows: list[dict[str, str]]) -> FilePayload:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
@@ -62,7 +62,7 @@ def _count(platform: ConsolePlatform, section: str) -> int:
 
 def _upload(page: Page, platform: ConsolePlatform, rows: list[dict[str, str]], mode: str) -> None:
     page.goto(f"{platform.console_url}/members/import")
-    page.set_input_files("#file", files=[_file(rows)])  # type: ignore[list-item]
+    page.set_input_files("#file", files=[_file(rows)])
     with page.expect_navigation():
         page.click("#import-file" if mode == "import" else "#check-file")
 
