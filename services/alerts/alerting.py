@@ -18,7 +18,6 @@ written, which (nearest first) are the same remaining members as before.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import secrets
 import time
@@ -41,7 +40,6 @@ from services.alerts.models import (
     emergencies,
     outbound_messages,
 )
-from services.alerts.replies import is_reply_code
 from services.alerts.selection import Chosen, Target, first_wave_count, target_for
 from services.alerts.selection import select as select_members
 from services.alerts.settings import Settings
@@ -58,6 +56,7 @@ from shared.events.emergencies import (
 from shared.events.members import MemberChanged
 from shared.observability import get_logger
 from shared.outbox import add_events
+from shared.reply_codes import derived_reply_code, is_reply_code
 
 log = get_logger(__name__)
 
@@ -96,7 +95,6 @@ _MARK_WAVE_COMPLETE = text(
     ON CONFLICT DO NOTHING
     """
 )
-_CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 #: answers that hold a member for an emergency (not free for another one)
 COMMITTED_RESPONSES = ("accepted", "standby", "arrived")
 
@@ -106,12 +104,11 @@ def notify_channel(schema: str) -> str:
 
 
 def reply_code_for(emergency_id: UUID, proposed: str | None) -> str:
-    """Dispatch's code if it has the reply-code shape (a letter, two digits), else one
+    """Dispatch's code if it has the reply-code shape (`shared.reply_codes`), else one
     derived from the emergency id."""
     if proposed and is_reply_code(proposed.strip().upper()):
         return proposed.strip().upper()
-    digest = int.from_bytes(hashlib.sha256(emergency_id.bytes).digest()[:4], "big")
-    return f"{_CODE_LETTERS[digest % 24]}{(digest // 24) % 100:02d}"
+    return derived_reply_code(emergency_id.bytes)
 
 
 def new_token() -> str:

@@ -2,8 +2,9 @@
 
 Case, accents and surrounding punctuation are ignored. A reply is a keyword, optionally
 followed by an ETA in minutes (`YES 15`, `oui 10 min`, `PO 20min`, `yes 1h`), and may
-carry an emergency's reply code anywhere (`YES K42 15`) when the member has several
-open alerts. Anything else is `unknown`: the caller answers with help and keeps the text.
+carry an emergency's reply code anywhere (`YES R7V 15`) when the member has several
+open alerts (the code's shape is defined once, in `shared.reply_codes`, and no reply
+word has it). Anything else is `unknown`: the caller answers with help and keeps the text.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal
+
+from shared.reply_codes import is_reply_code
 
 Kind = Literal["accepted", "declined", "arrived", "stop", "start", "help", "unknown"]
 
@@ -23,11 +26,13 @@ START = frozenset({"START", "UNSTOP"})
 HELP = frozenset({"HELP", "INFO"})
 
 MAX_ETA_MINUTES = 24 * 60
-_CODE = re.compile(r"^[A-Z]\d{2}$")
 _ETA = re.compile(r"^(\d{1,4})(MIN|MINS|MINUTE|MINUTES|MINUTI|MINUTA|MINUTEN|MN|M)?$")
 _ETA_HOURS = re.compile(r"^(\d{1,2})(H|HR|HRS|HOUR|HOURS|ORE|ORA|ORE|HEURE|HEURES)$")
 _UNITS = frozenset({"MIN", "MINS", "MINUTE", "MINUTES", "MINUTI", "MINUTA", "MINUTEN", "MN", "M"})
 _HOUR_UNITS = frozenset({"H", "HR", "HRS", "HOUR", "HOURS", "ORE", "ORA", "HEURE", "HEURES"})
+
+
+__all__ = ["Reply", "is_reply_code", "normalise", "parse"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,6 @@ def normalise(body: str) -> list[str]:
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     plain = re.sub(r"[^0-9A-Za-z]+", " ", plain.upper())
     return plain.split()
-
-
-def is_reply_code(word: str) -> bool:
-    return bool(_CODE.match(word))
 
 
 def parse(body: str) -> Reply:

@@ -10,7 +10,6 @@ order: advisory lock, then rows).
 from __future__ import annotations
 
 import math
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,11 +31,8 @@ from shared.events.emergencies import (
     EmergencyUpdated,
 )
 from shared.outbox import add_event
+from shared.reply_codes import new_reply_code
 
-#: no 0/O, 1/I, 5/S, 8/B, 2/Z, 6/G: easy to read back and type on a phone keypad; with no
-#: vowels but A, E, U and no S, no code spells a reply word (YES, NON, OUI...)
-REPLY_CODE_ALPHABET = "ACDEFHJKLMNPRTUVWXY3479"
-REPLY_CODE_LENGTH = 3
 PATCHABLE = (
     "title", "description", "category", "severity", "urgency", "area",
     "required_qualifications", "members_needed", "assisting_sections", "languages",
@@ -123,10 +119,6 @@ def facts(row: Row[Any]) -> dict[str, Any]:
         "status": row.status,
         "reply_code": row.reply_code,
     }
-
-
-def new_reply_code() -> str:
-    return "".join(secrets.choice(REPLY_CODE_ALPHABET) for _ in range(REPLY_CODE_LENGTH))
 
 
 async def declare(

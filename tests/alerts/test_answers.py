@@ -126,7 +126,7 @@ async def test_sms_replies_web_answers_and_signatures(
             await asyncio.sleep(1.0)
             assert twilio.to(stopper.phone or "") and len(twilio.to(stopper.phone or "")) == 1
             coded = twilio.to(multi.phone or "")[1].body
-            code = re.search(r"OUI ([A-Z]\d\d)", coded)
+            code = re.search(r"OUI ([A-Z][0-9A-Z]{2})", coded)
             assert code, coded
             question = await sms(client, multi.phone or "", "oui 5")
             assert "plusieurs alertes" in message_of(question)
