@@ -378,4 +378,7 @@ def serve(app: FastAPI, settings: MusterSettings, host: str, port: int) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
+        # the client address is the forwarded one only behind a configured proxy
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )

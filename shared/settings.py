@@ -86,6 +86,14 @@ class MusterSettings(BaseSettings):
         33_554_432, ge=1024, validation_alias=AliasChoices("MUSTER_MAX_UPLOAD_BYTES")
     )
 
+    #: the proxies (addresses or CIDR networks, comma-separated) whose `X-Forwarded-For`
+    #: and `X-Forwarded-Proto` are believed: behind them the client's address is the one
+    #: the proxy forwards (per-address limits key on it); from any other peer the headers
+    #: are ignored, so a client cannot choose its own address. Empty: trust no proxy.
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1", validation_alias=AliasChoices("MUSTER_FORWARDED_ALLOW_IPS")
+    )
+
     @property
     def schema_name(self) -> str:
         return self.db_schema or self.service_name

@@ -121,6 +121,8 @@ def answer_router(
         per_ip = WindowLimit(
             client(), settings.key("rl", "ip", ""), settings.answer_rate_per_ip_per_min
         )
+        # behind a proxy named in MUSTER_FORWARDED_ALLOW_IPS, uvicorn has put the client's
+        # forwarded address here; from any other peer, the peer's own
         address = request.client.host if request.client else "unknown"
         if not await per_ip.allow(address) or not await per_token.allow(token[:64]):
             response = _page(429, "en", title="Muster", notice="Too many requests: wait a minute.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,11 @@ def test_console_calls_the_in_cluster_apis_and_shares_its_session_key():
     # several console pods: each must verify the cookies the others signed
     assert "CONSOLE_SESSION_SECRET" in secret["stringData"]
     assert "CONSOLE_SESSION_SECRET" not in config
+
+
+def test_the_ingress_is_a_trusted_proxy_and_nothing_else_is():
+    # issue 10, defect 4: behind the Ingress every client had the controller's address
+    trusted = _by_kind("ConfigMap")["muster"]["data"]["MUSTER_FORWARDED_ALLOW_IPS"]
+    networks = [ipaddress.ip_network(n.strip()) for n in trusted.split(",")]
+    assert networks and all(n.is_private for n in networks)
+    assert "*" not in trusted
