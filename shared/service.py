@@ -5,7 +5,9 @@ FastStream broker (consumers) and the outbox relay. `create_app` builds the Fast
 with `/healthz`, `/readyz` and `/metrics` and starts the runtime in its lifespan
 (FastStream's FastAPI router is deprecated; the broker starts and stops here instead),
 and bounds every request body (`RequestBodyLimit`: what is accepted ends up in events,
-and Kafka refuses a record over 1 MiB).
+and Kafka refuses a record over 1 MiB). `NulCharacterRefusal` refuses NUL characters in
+the path, the query, form fields and JSON strings with a 422 naming the field:
+PostgreSQL's text cannot hold them, so they would otherwise fail as a 500 deep inside.
 
 Shutdown order matters for the guarantees: stop consuming first (in-flight handlers
 finish and their offsets commit), then let the relay finish its batch, then flush and
@@ -21,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 import redis.asyncio as redis
 import uvicorn
@@ -29,6 +32,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.consumer import EventConsumer, Handler, TombstoneHandler, subscribe
@@ -292,6 +296,168 @@ async def _json_response(send: Send, status_code: int, detail: str, *, close: bo
     await send({"type": "http.response.body", "body": body})
 
 
+NUL = "\x00"
+NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in text; remove them and send it again"
+#: bodies the guard reads: JSON and plain forms (multipart uploads and CSV are the
+#: importer's to check, row by row, naming the column)
+JSON_MEDIA_TYPES = ("application/json",)
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded",)
+
+Loc = tuple[str | int, ...]
+
+
+def nul_locations_in_json(value: Any, at: Loc = ("body",)) -> list[Loc]:
+    """Where in a decoded JSON document a string (value or key) holds a NUL, as FastAPI's
+    `loc`: ("body", "area", "polygon", 0, 1)."""
+    found: list[Loc] = []
+    if isinstance(value, str):
+        if NUL in value:
+            found.append(at)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                found.append((*at, key))
+                if isinstance(item, str):
+                    continue  # already named
+            found.extend(nul_locations_in_json(item, (*at, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(nul_locations_in_json(item, (*at, index)))
+    return found
+
+
+def nul_locations_in_pairs(pairs: Sequence[tuple[str, str]], where: str) -> list[Loc]:
+    """Query parameters or form fields (name, value) holding a NUL in either."""
+    return [(where, name) for name, value in pairs if NUL in name or NUL in value]
+
+
+def nul_refusal(locations: Sequence[Loc]) -> dict[str, Any]:
+    """The 422 body, in FastAPI's validation-error shape (a NUL in a name is shown escaped,
+    so the answer itself stays valid text for any client)."""
+    return {
+        "detail": [
+            {
+                "loc": [p.replace(NUL, "\\u0000") if isinstance(p, str) else p for p in loc],
+                "msg": NUL_MESSAGE,
+                "type": "value_error",
+            }
+            for loc in locations
+        ]
+    }
+
+
+class NulCharacterRefusal:
+    """Refuse a request with a NUL character in a path parameter, a query parameter, a
+    form field or any JSON string with 422 naming each field.
+
+    PostgreSQL refuses NUL in `text` ("invalid byte sequence"), Redis keys and the
+    answer page's tokens would carry it on; no person types one. Refusing it here, once,
+    means no handler has to remember. Path parameters are named by matching the app's
+    routes; bodies are read (they are already bounded by `RequestBodyLimit`) and replayed
+    to the app unchanged. A body that is not valid JSON is left to FastAPI's own 422.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        locations = self._in_path(scope)
+        query = scope.get("query_string", b"").decode("latin-1")
+        locations += nul_locations_in_pairs(
+            parse_qsl(query, keep_blank_values=True, errors="replace"), "query"
+        )
+        headers = dict(scope["headers"])
+        media_type = (
+            headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
+        )
+        replay = receive
+        if media_type in JSON_MEDIA_TYPES or media_type in FORM_MEDIA_TYPES:
+            body, more = await _read_body(receive)
+            if more is not None:  # the client went away while sending
+                await self.app(scope, _replaying(body, more, receive), send)
+                return
+            locations += _nul_in_body(media_type, body)
+            replay = _replaying(body, None, receive)
+        if locations:
+            await _send_json(send, 422, nul_refusal(locations))
+            return
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _in_path(scope: Scope) -> list[Loc]:
+        path = scope.get("path", "")
+        if NUL not in path:
+            return []
+        app = scope.get("app")
+        for route in getattr(getattr(app, "router", None), "routes", []):
+            match, child = route.matches(scope)
+            if match != Match.NONE:
+                named: list[Loc] = [
+                    ("path", name)
+                    for name, value in child.get("path_params", {}).items()
+                    if NUL in str(value)
+                ]
+                if named:
+                    return named
+        return [("path",)]
+
+
+def _nul_in_body(media_type: str, body: bytes) -> list[Loc]:
+    if media_type in FORM_MEDIA_TYPES:
+        form = body.decode("latin-1")
+        return nul_locations_in_pairs(
+            parse_qsl(form, keep_blank_values=True, errors="replace"), "body"
+        )
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []  # FastAPI answers 422 `json_invalid` itself
+    return nul_locations_in_json(document)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
+    """The whole body; and the message that ended reading early (a disconnect), if any."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), message
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def _replaying(body: bytes, ended: Message | None, receive: Receive) -> Receive:
+    """A `receive` that gives the app the body already read, then whatever comes next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if ended is not None and not body:
+                return ended
+            return {"type": "http.request", "body": body, "more_body": ended is not None}
+        if ended is not None:
+            return ended
+        return await receive()
+
+    return replay
+
+
+async def _send_json(send: Send, status_code: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def health_router(checks: Callable[[], Mapping[str, ReadinessCheck]]) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -356,6 +522,8 @@ def create_app(
         response.headers["x-correlation-id"] = correlationid[:64]
         return response
 
+    # inside the body limit: the body it reads is already bounded
+    app.add_middleware(NulCharacterRefusal)
     # outermost, so no other layer buffers an oversized body first
     app.add_middleware(
         RequestBodyLimit,
