@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.engine import Row
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette.sse import EventSourceResponse
 
 from services.dispatch import (
+    assistance,
     audit,
     availability,
     board_store,
@@ -35,6 +37,10 @@ from services.dispatch import (
 from services.dispatch.live import BoardFeed
 from services.dispatch.models import emergencies as emergencies_table
 from services.dispatch.schemas import (
+    SECTION_PATTERN,
+    ApproveRequest,
+    AssistanceAgreementCreate,
+    AssistanceAgreementOut,
     AuditEntryOut,
     BoardOut,
     CancelRequest,
@@ -98,6 +104,12 @@ def _conflict(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, str(exc))
 
 
+def _not_agreed(exc: emergencies.AssistanceNotAgreed) -> HTTPException:
+    """403 (who the caller is decides it, not the shape of the input), in the shape of
+    a validation error so the form shows it next to `assisting_sections`."""
+    return HTTPException(status.HTTP_403_FORBIDDEN, exc.errors)
+
+
 @router.post(
     "/emergencies",
     status_code=status.HTTP_201_CREATED,
@@ -116,8 +128,11 @@ async def declare(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"you are not a coordinator of section {body.section}"
         )
-    async with session.begin():
-        row = await emergencies.declare(session, settings, principal, body)
+    try:
+        async with session.begin():
+            row = await emergencies.declare(session, settings, principal, body)
+    except emergencies.AssistanceNotAgreed as exc:
+        raise _not_agreed(exc) from exc
     return _out(row)
 
 
@@ -163,6 +178,8 @@ async def patch_emergency(
         await _visible(session, principal, emergency_id, "coordinator", "admin")
         try:
             row = await emergencies.update(session, settings, principal, emergency_id, patch)
+        except emergencies.AssistanceNotAgreed as exc:
+            raise _not_agreed(exc) from exc
         except emergencies.Forbidden as exc:
             raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
         except emergencies.Conflict as exc:
@@ -214,20 +231,39 @@ async def cancel_emergency(
     "/emergencies/{emergency_id}/approve",
     response_model=EmergencyOut,
     tags=["emergencies"],
-    summary="Second person: approve an emergency held as pending_approval",
+    summary="Second person: approve the version of a pending emergency they reviewed",
+    description=(
+        'Body `{"version": n}`: the `version` of the emergency as the approver saw it. '
+        "If it changed since, 409 with `current_version`. The declarer, and whoever made "
+        "the last change, get 403 (checked before the body, so they learn that first)."
+    ),
+    responses={409: {"description": "not pending, or `version` is stale (`current_version`)"}},
 )
 async def approve_emergency(
     emergency_id: uuid.UUID,
+    body: ApproveRequest | None = None,
     principal: Principal = Depends(current_principal),
     session: AsyncSession = Depends(get_session),
     settings: Settings = Depends(get_settings),
-) -> EmergencyOut:
+) -> EmergencyOut | JSONResponse:
     async with session.begin():
         await _visible(session, principal, emergency_id, "coordinator", "admin")
         try:
-            row = await emergencies.approve(session, settings, principal, emergency_id)
+            row = await emergencies.approve(
+                session, settings, principal, emergency_id, body.version if body else None
+            )
         except emergencies.Forbidden as exc:
             raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+        except emergencies.VersionRequired as exc:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [{"type": "missing", "loc": ["body", "version"], "msg": str(exc)}],
+            ) from exc
+        except emergencies.StaleVersion as exc:
+            return JSONResponse(
+                {"detail": str(exc), "current_version": exc.current},
+                status_code=status.HTTP_409_CONFLICT,
+            )
         except emergencies.Conflict as exc:
             raise _conflict(exc) from exc
     return _out(row)
@@ -489,19 +525,11 @@ async def _cap_declare(
     section: str | None,
     members_needed: int | None,
 ) -> tuple[Row[Any], bool]:
-    """(the emergency, newly created); a resent Alert returns the first one."""
+    """(the emergency, newly created); a resent Alert returns the first one, also when
+    the two arrive at once (the unique key on sender and identifier decides)."""
     require_role(principal, "coordinator", "admin", "authority")
-    existing = (
-        await session.execute(
-            select(emergencies_table).where(
-                emergencies_table.c.cap_sender == alert.sender,
-                emergencies_table.c.cap_identifier == alert.identifier,
-            )
-        )
-    ).first()
+    existing = await _cap_declared(session, principal, alert)
     if existing is not None:
-        if not emergencies.visible_to(principal, existing):
-            raise _not_found()
         return existing, False
     body = alert.declaration()
     body.setdefault("section", section or _only_section(principal))
@@ -514,11 +542,44 @@ async def _cap_declare(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"you do not act for section {declaration.section}"
         )
-    row = await emergencies.declare(
-        session, settings, principal, declaration, origin="cap", cap_sender=alert.sender,
-        cap_identifier=alert.identifier, force_approval=principal.role == "authority",
-    )  # fmt: skip
+    try:
+        row = await emergencies.declare(
+            session, settings, principal, declaration, origin="cap", cap_sender=alert.sender,
+            cap_identifier=alert.identifier, force_approval=principal.role == "authority",
+        )  # fmt: skip
+    except emergencies.DuplicateCapAlert:
+        existing = await _cap_declared(session, principal, alert)
+        assert existing is not None, "the unique key refused it, so it exists"
+        return existing, False
     return row, True
+
+
+async def _cap_declared(
+    session: AsyncSession, principal: Principal, alert: cap.CapAlert
+) -> Row[Any] | None:
+    """The emergency this very Alert declared before, if the principal may have it."""
+    existing = (
+        await session.execute(
+            select(emergencies_table).where(
+                emergencies_table.c.cap_sender == alert.sender,
+                emergencies_table.c.cap_identifier == alert.identifier,
+            )
+        )
+    ).first()
+    if existing is None:
+        return None
+    if not emergencies.visible_to(principal, existing):
+        raise _not_found()
+    if not cap.may_follow_up(principal, existing.created_by, existing.section):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, _NOT_YOUR_CAP_ALERT)
+    return existing
+
+
+_NOT_YOUR_CAP_ALERT = (
+    "this CAP alert was declared by another account: only that account, a coordinator "
+    "of the section or an admin may resend, update or cancel it (the <sender> is not proof "
+    "of who sent it)"
+)
 
 
 def _only_section(principal: Principal) -> str | None:
@@ -539,6 +600,8 @@ async def _cap_target(session: AsyncSession, principal: Principal, alert: cap.Ca
             continue
         if not emergencies.visible_to(principal, row):
             raise _not_found()
+        if not cap.may_follow_up(principal, row.created_by, row.section):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, _NOT_YOUR_CAP_ALERT)
         if principal.role == "authority" and row.cap_sender != alert.sender:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, "an authority may only update its own CAP alerts"
@@ -548,6 +611,81 @@ async def _cap_target(session: AsyncSession, principal: Principal, alert: cap.Ca
         f"{alert.msg_type} references no alert Muster knows: "
         + ", ".join(f"{r.sender},{r.identifier}" for r in alert.references)
     )
+
+
+def _agreement_out(row: Row[Any]) -> AssistanceAgreementOut:
+    return AssistanceAgreementOut.model_validate(dict(row._mapping))
+
+
+@router.post(
+    "/assistance-agreements",
+    response_model=AssistanceAgreementOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["assistance"],
+    summary="Record that a section agrees to assist another (admin); 200 if it exists",
+    responses={200: {"model": AssistanceAgreementOut}},
+)
+async def create_assistance_agreement(
+    body: AssistanceAgreementCreate,
+    response: Response,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> AssistanceAgreementOut:
+    require_role(principal, "admin")
+    async with session.begin():
+        row, created = await assistance.record(
+            session, section=body.section, assisting_section=body.assisting_section,
+            created_by=principal.account_id,
+        )  # fmt: skip
+        if created:
+            await audit.record(
+                session, action="assistance_agreed", emergency_id=None, actor=principal,
+                diff={"section": body.section, "assisting_section": body.assisting_section},
+            )  # fmt: skip
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return _agreement_out(row)
+
+
+@router.get(
+    "/assistance-agreements",
+    response_model=list[AssistanceAgreementOut],
+    tags=["assistance"],
+    summary="Assistance agreements (admin: all; coordinator: those of their sections)",
+)
+async def list_assistance_agreements(
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> list[AssistanceAgreementOut]:
+    require_role(principal, "admin", "coordinator")
+    rows = await assistance.listing(
+        session, None if principal.is_admin else set(principal.sections)
+    )
+    return [_agreement_out(r) for r in rows]
+
+
+@router.delete(
+    "/assistance-agreements/{section}/{assisting_section}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["assistance"],
+    summary="End an assistance agreement (admin); emergencies already declared keep it",
+)
+async def delete_assistance_agreement(
+    section: str = Path(pattern=SECTION_PATTERN),
+    assisting_section: str = Path(pattern=SECTION_PATTERN),
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+) -> Response:
+    require_role(principal, "admin")
+    async with session.begin():
+        if not await assistance.remove(
+            session, section=section, assisting_section=assisting_section
+        ):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such assistance agreement")
+        await audit.record(
+            session, action="assistance_ended", emergency_id=None, actor=principal,
+            diff={"section": section, "assisting_section": assisting_section},
+        )  # fmt: skip
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/audit", response_model=list[AuditEntryOut], tags=["audit"])

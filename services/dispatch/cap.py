@@ -20,6 +20,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from services.dispatch.schemas import MAX_POLYGON_POSITIONS
+from shared.auth import Principal
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _Q = f"{{{NS}}}"
@@ -36,6 +37,17 @@ PARAM_SECTION = "muster:section"
 PARAM_MEMBERS_NEEDED = "muster:members_needed"
 PARAM_QUALIFICATIONS = "muster:qualifications"
 _CAP_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[-+]\d\d:\d\d$")
+
+
+def may_follow_up(principal: Principal, created_by: str, section: str) -> bool:
+    """Whether `principal` may resend, update or cancel a CAP alert that `created_by`
+    declared for an emergency of `section`. A `<sender>` is text anyone can copy, so the
+    account decides: the account that declared it; or an admin or a coordinator of the
+    section, who may change and close the emergency through the API anyway (with the same
+    two-person rule). Another authority, even of the same section, may not."""
+    return principal.account_id == created_by or (
+        principal.is_admin or (principal.role == "coordinator" and section in principal.sections)
+    )
 
 
 class CapError(ValueError):

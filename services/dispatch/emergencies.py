@@ -20,7 +20,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatch import audit, escalation
+from services.dispatch import assistance, audit, escalation
 from services.dispatch.models import emergencies, summary_marks, summary_state
 from services.dispatch.schemas import AreaIn, EmergencyCreate, EmergencyPatch
 from services.dispatch.settings import Settings
@@ -45,6 +45,33 @@ class Conflict(Exception):
 
 class Forbidden(Exception):
     """The principal may see the emergency but not do this to it."""
+
+
+class VersionRequired(Exception):
+    """An approval that does not say which version of the emergency it approves."""
+
+
+class StaleVersion(Conflict):
+    """The approval names a version that is no longer the emergency's."""
+
+    def __init__(self, given: int, current: int) -> None:
+        super().__init__(
+            f"you reviewed version {given}, but the emergency has changed since: it is at "
+            f"version {current}; review it again and approve that version"
+        )
+        self.current = current
+
+
+class DuplicateCapAlert(Exception):
+    """This CAP alert (sender, identifier) has declared an emergency already."""
+
+
+class AssistanceNotAgreed(Exception):
+    """`assisting_sections` names sections the caller may not call out."""
+
+    def __init__(self, section: str, refused: list[str]) -> None:
+        super().__init__(f"sections {', '.join(refused)} have not agreed to assist {section}")
+        self.errors = assistance.refusal(section, refused)
 
 
 def lock_key(emergency_id: uuid.UUID) -> int:
@@ -93,11 +120,64 @@ def expected_reach(area: AreaIn, members_needed: int, settings: Settings) -> Rea
     return Reach(area.reach_m(), math.ceil(members_needed * settings.over_alert_factor))
 
 
+def thresholds(settings: Settings) -> Reach:
+    return Reach(settings.approval_radius_m, settings.approval_members)
+
+
+def exceeds(reach: Reach, allowed: Reach) -> bool:
+    return reach.radius_m > allowed.radius_m or reach.expected_members > allowed.expected_members
+
+
 def needs_approval(reach: Reach, settings: Settings) -> bool:
-    return (
-        reach.radius_m > settings.approval_radius_m
-        or reach.expected_members > settings.approval_members
+    return exceeds(reach, thresholds(settings))
+
+
+def allowed_without_second_person(approved: Reach | None, settings: Settings) -> Reach:
+    """How far an active emergency may reach on one person's word: the thresholds, or
+    what a second person last approved when that was more (each dimension on its own)."""
+    limits = thresholds(settings)
+    if approved is None:
+        return limits
+    return Reach(
+        max(limits.radius_m, approved.radius_m),
+        max(limits.expected_members, approved.expected_members),
     )
+
+
+def approved_reach(row: Row[Any]) -> Reach | None:
+    if row.approved_reach_m is None or row.approved_members is None:
+        return None
+    return Reach(row.approved_reach_m, row.approved_members)
+
+
+def row_reach(row: Row[Any], settings: Settings) -> Reach:
+    return expected_reach(AreaIn.model_validate(row.area), row.members_needed, settings)
+
+
+def is_second_person(principal: Principal, row: Row[Any]) -> bool:
+    """Someone other than the declarer who may run the emergency (an authority never is:
+    approving is a coordinator's or an admin's act)."""
+    return may_run(principal, row.section) and principal.account_id != row.created_by
+
+
+async def check_assistance(
+    session: AsyncSession,
+    principal: Principal,
+    section: str,
+    named: list[str],
+    already: list[str] | None = None,
+) -> None:
+    """Raise AssistanceNotAgreed when `named` adds a section the principal neither acts
+    for nor has an agreement to assist `section` (sections already on the emergency
+    stay: removing an agreement does not block unrelated changes)."""
+    added = [code for code in named if code not in set(already or [])]
+    if not added:
+        return
+    refused = assistance.unagreed_sections(
+        principal, section, added, await assistance.agreed_for(session, section)
+    )
+    if refused:
+        raise AssistanceNotAgreed(section, refused)
 
 
 def facts(row: Row[Any]) -> dict[str, Any]:
@@ -134,6 +214,7 @@ async def declare(
 ) -> Row[Any]:
     """Create the emergency: active at once, or `pending_approval` when it is large (or
     came from an authority's CAP alert, `force_approval`)."""
+    await check_assistance(session, principal, body.section, body.assisting_sections)
     reach = expected_reach(body.area, body.members_needed, settings)
     held = force_approval or needs_approval(reach, settings)
     emergency_id = uuid.uuid4()
@@ -154,6 +235,7 @@ async def declare(
         "status": "pending_approval" if held else "active",
         "needs_approval": held,
         "created_by": principal.account_id,
+        "changed_by": principal.account_id,
         "origin": origin,
         "cap_sender": cap_sender,
         "cap_identifier": cap_identifier,
@@ -165,6 +247,11 @@ async def declare(
                 await session.execute(emergencies.insert().values(**values))
             break
         except IntegrityError:
+            if cap_identifier is not None and await _cap_alert_exists(
+                session, cap_sender, cap_identifier
+            ):
+                # the same alert posted concurrently: the other request declared it
+                raise DuplicateCapAlert(cap_identifier) from None
             continue  # that code is in use by an open emergency: draw another
     else:
         raise Conflict("no free reply code: too many open emergencies")
@@ -183,6 +270,15 @@ async def declare(
     row = await get(session, emergency_id)
     assert row is not None
     return row
+
+
+async def _cap_alert_exists(session: AsyncSession, sender: str | None, identifier: str) -> bool:
+    found = await session.execute(
+        select(emergencies.c.id).where(
+            emergencies.c.cap_sender == sender, emergencies.c.cap_identifier == identifier
+        )
+    )
+    return found.first() is not None
 
 
 async def _activate(session: AsyncSession, settings: Settings, emergency_id: uuid.UUID) -> None:
@@ -221,10 +317,16 @@ async def _activate(session: AsyncSession, settings: Settings, emergency_id: uui
 
 
 async def approve(
-    session: AsyncSession, settings: Settings, principal: Principal, emergency_id: uuid.UUID
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    emergency_id: uuid.UUID,
+    version: int | None,
 ) -> Row[Any]:
-    """The second person: an admin or another coordinator of the section, never the
-    declarer."""
+    """The second person approves the version they reviewed: an admin or another
+    coordinator of the section, never the declarer nor whoever wrote that version.
+
+    Who may approve is checked before the version, so a declarer learns that first."""
     await lock(session, emergency_id)
     row = await get(session, emergency_id)
     assert row is not None
@@ -232,15 +334,41 @@ async def approve(
         raise Conflict(f"the emergency is {row.status}, not pending_approval")
     if principal.account_id == row.created_by:
         raise Forbidden("the declarer cannot approve their own emergency: ask a second coordinator")
+    if principal.account_id == row.changed_by:
+        raise Forbidden(
+            "you made the last change to this emergency, so you cannot approve it: ask "
+            "another coordinator of the section or an admin"
+        )
     if not may_run(principal, row.section):
         raise Forbidden("only a coordinator of the section or an admin can approve")
+    if version is None:
+        raise VersionRequired("name the version you reviewed")
+    if version != row.version:
+        raise StaleVersion(version, row.version)
+    reach = row_reach(row, settings)
     now = datetime.now(UTC)
     await session.execute(
         emergencies.update()
         .where(emergencies.c.id == emergency_id)
-        .values(approved_by=principal.account_id, approved_at=now)
+        .values(
+            approved_by=principal.account_id,
+            approved_at=now,
+            approved_version=row.version,
+            approved_reach_m=reach.radius_m,
+            approved_members=reach.expected_members,
+        )
     )
-    await audit.record(session, action="approved", emergency_id=emergency_id, actor=principal)
+    await audit.record(
+        session,
+        action="approved",
+        emergency_id=emergency_id,
+        actor=principal,
+        diff={
+            "version": row.version,
+            "reach_m": reach.radius_m,
+            "expected_members": reach.expected_members,
+        },
+    )
     await _activate(session, settings, emergency_id)
     row = await get(session, emergency_id)
     assert row is not None
@@ -271,20 +399,36 @@ async def update(
             changes[name] = value
     if not changes:
         return row
+    if "assisting_sections" in changes:
+        await check_assistance(
+            session, principal, row.section, changes["assisting_sections"],
+            list(row.assisting_sections),
+        )  # fmt: skip
+    values: dict[str, Any] = {
+        **changes, "updated_at": datetime.now(UTC), "version": row.version + 1,
+        "changed_by": principal.account_id,
+    }  # fmt: skip
+    approved_now = False
     if row.status == "active" and ("area" in changes or "members_needed" in changes):
         area = AreaIn.model_validate(changes.get("area", row.area))
         reach = expected_reach(area, changes.get("members_needed", row.members_needed), settings)
-        second_person = principal.is_admin or principal.account_id != row.created_by
-        if needs_approval(reach, settings) and row.approved_by is None and not second_person:
-            raise Forbidden(
-                "this change makes the alert large enough to need a second person: ask an "
-                "admin or another coordinator of the section to make it"
-            )
-    now = datetime.now(UTC)
+        if exceeds(reach, allowed_without_second_person(approved_reach(row), settings)):
+            if not is_second_person(principal, row):
+                raise Forbidden(
+                    "this change makes the alert large enough to need a second person (past "
+                    "the two-person thresholds, or past what was approved): ask an admin or "
+                    "another coordinator of the section to make it"
+                )
+            # a second person made the change: it stands as the approval of this extent
+            approved_now = True
+            values |= {
+                "approved_by": principal.account_id, "approved_at": values["updated_at"],
+                "approved_version": values["version"], "approved_reach_m": reach.radius_m,
+                "approved_members": reach.expected_members,
+            }  # fmt: skip
+    now = values["updated_at"]
     await session.execute(
-        emergencies.update()
-        .where(emergencies.c.id == emergency_id)
-        .values(**changes, updated_at=now, version=row.version + 1)
+        emergencies.update().where(emergencies.c.id == emergency_id).values(**values)
     )
     await audit.record(
         session,
@@ -293,6 +437,12 @@ async def update(
         actor=principal,
         diff={name: {"from": getattr(row, name), "to": value} for name, value in changes.items()},
     )
+    if approved_now:
+        await audit.record(
+            session, action="approved", emergency_id=emergency_id, actor=principal,
+            diff={"version": values["version"], "reach_m": values["approved_reach_m"],
+                  "expected_members": values["approved_members"], "by_change": True},
+        )  # fmt: skip
     updated = await get(session, emergency_id)
     assert updated is not None
     if updated.status == "active":

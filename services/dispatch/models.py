@@ -52,6 +52,13 @@ emergencies = Table(
     Column("declared_at", DateTime(timezone=True)),
     Column("approved_by", Text),
     Column("approved_at", DateTime(timezone=True)),
+    #: two-person rule: the version the approver saw, and the extent it had (reach in
+    #: metres, expected members); growing past this (or the thresholds) needs a new one
+    Column("approved_version", Integer),
+    Column("approved_reach_m", Integer),
+    Column("approved_members", Integer),
+    #: who wrote the current version: neither they nor the declarer may approve it
+    Column("changed_by", Text),
     Column("closed_at", DateTime(timezone=True)),
     #: resolved, cancelled, false_alarm
     Column("close_reason", Text),
@@ -72,7 +79,14 @@ emergencies = Table(
         unique=True,
         postgresql_where=text("status <> 'closed'"),
     ),
-    Index("emergencies_cap", "cap_sender", "cap_identifier"),
+    #: one emergency per CAP alert, even when the same alert is posted concurrently
+    Index(
+        "emergencies_cap_alert",
+        "cap_sender",
+        "cap_identifier",
+        unique=True,
+        postgresql_where=text("cap_identifier IS NOT NULL"),
+    ),
     Index("emergencies_section", "section", "created_at"),
 )
 
@@ -168,6 +182,18 @@ webhook_deliveries = Table(
         "next_attempt_at",
         postgresql_where=text("status = 'pending'"),
     ),
+)
+
+#: standing agreements: `assisting_section` has agreed to send its members to the
+#: emergencies of `section` (recorded by an admin); only then may a coordinator who does
+#: not act for `assisting_section` name it in `assisting_sections`
+assistance_agreements = Table(
+    "assistance_agreements",
+    metadata,
+    Column("section", Text, primary_key=True),
+    Column("assisting_section", Text, primary_key=True),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 audit_log = Table(

@@ -331,6 +331,37 @@ def _is_section(value: str) -> bool:
     return re.fullmatch(SECTION_PATTERN, value) is not None
 
 
+class ApproveRequest(BaseModel):
+    """The second person names the version they reviewed (`version` of the emergency as
+    they saw it); if it changed since, the approval is refused (409)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, le=2**31 - 1)
+
+
+class AssistanceAgreementCreate(BaseModel):
+    """`assisting_section` agrees to send its members to `section`'s emergencies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    section: str = Field(pattern=SECTION_PATTERN)
+    assisting_section: str = Field(pattern=SECTION_PATTERN)
+
+    @model_validator(mode="after")
+    def _two_sections(self) -> AssistanceAgreementCreate:
+        if self.section == self.assisting_section:
+            raise ValueError("assisting_section must differ from section")
+        return self
+
+
+class AssistanceAgreementOut(BaseModel):
+    section: str
+    assisting_section: str
+    created_by: str
+    created_at: datetime
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -176,8 +176,9 @@ async def test_two_person_rule_and_false_alarm(
         )
         assert other.status_code == 404
         approved = await client.post(
-            f"/emergencies/{wide_id}/approve", headers=staff.second_coordinator()
-        )
+            f"/emergencies/{wide_id}/approve", json={"version": wide.json()["version"]},
+            headers=staff.second_coordinator(),
+        )  # fmt: skip
         assert approved.status_code == 200, approved.text
         assert approved.json()["status"] == "active"
         assert approved.json()["approved_by"] == staff.second_id
