@@ -130,6 +130,6 @@ def build(settings: Settings | None = None) -> FastAPI:
     )
     app.state.index = index
     # staff tokens (the reach preview) are verified against members' JWKS, as dispatch does
-    app.state.verifier = TokenVerifier(settings.jwks_url)
+    app.state.verifier = TokenVerifier.from_settings(settings)
     app.state.sender = sender
     return app

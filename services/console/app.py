@@ -4,12 +4,9 @@ health endpoints, and one router per thing a coordinator names."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -21,7 +18,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from services.console import approvals, board, declare, emergencies, pages, session, upstream
+from services.console import (
+    admin,
+    approvals,
+    authority,
+    board,
+    declare,
+    emergencies,
+    importing,
+    members,
+    pages,
+    session,
+    upstream,
+)
 from services.console.settings import Settings
 from shared.auth import TokenVerifier
 from shared.observability import get_logger
@@ -31,10 +40,6 @@ log = get_logger(__name__)
 
 SESSION_COOKIE = "muster_session"
 SESSION_MAX_AGE_S = 12 * 3600
-
-#: the members, import, admin and authority pages, written alongside the coordinator
-#: pages: each is included once its module exists
-PARALLEL_ROUTER_MODULES = ("members", "importing", "admin", "authority")
 
 
 def _wants_json(request: Request) -> bool:
@@ -130,7 +135,11 @@ def build(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.settings = settings
-    app.state.verifier = TokenVerifier(settings.jwks_url_of_members)
+    app.state.verifier = TokenVerifier(
+        settings.jwks_url_of_members,
+        stale_max_s=settings.jwks_stale_max_s,
+        min_fetch_interval_s=settings.jwks_min_fetch_interval_s,
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret or secrets.token_urlsafe(48),
@@ -157,12 +166,6 @@ def build(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
     # declare's /emergencies/new before the board's /emergencies/{id}
-    for router in (emergencies.router, declare.router, approvals.router, board.router):
-        app.include_router(router)
-    for name in PARALLEL_ROUTER_MODULES:
-        module_name = f"services.console.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        module: Any = importlib.import_module(module_name)
+    for module in (emergencies, declare, approvals, board, members, importing, admin, authority):
         app.include_router(module.router)
     return app

@@ -14,6 +14,7 @@ new router cannot forget it).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import secrets
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import httpx
 from babel.core import negotiate_locale
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -92,7 +94,7 @@ def _next_of(request: Request) -> str:
     return path + (f"?{request.url.query}" if request.url.query else "")
 
 
-def signed_in(request: Request) -> User:
+async def signed_in(request: Request) -> User:
     user = current_user(request)
     if user is None:
         expired = "session" in request.scope and "user" in request.session
@@ -101,7 +103,47 @@ def signed_in(request: Request) -> User:
             _next_of(request) if request.method == "GET" else "/",
             pages.N_("Your session has ended. Please sign in again.") if expired else "",
         )
+    if not await _account_still_valid(request, user):
+        request.session.pop("user", None)
+        raise SignInRequired(
+            _next_of(request) if request.method == "GET" else "/",
+            pages.N_("Your account was disabled or changed. Please sign in again."),
+        )
     return user
+
+
+#: token digest -> when members last confirmed its account (monotonic seconds)
+_confirmed: dict[str, float] = {}
+_CONFIRMED_MAX = 10_000
+
+
+async def _account_still_valid(request: Request, user: User) -> bool:
+    """Members refuses a token once its account is disabled or its role or sections
+    changed; alerts and dispatch verify tokens offline and would accept it until it
+    expires. Asking members (at most once per `account_recheck_s` per token) ends such a
+    console session at once. If members cannot answer, the session goes on: staff keep
+    working through a members outage, as alerts and dispatch do."""
+    settings = request.app.state.settings
+    digest = hashlib.sha256(user.token.encode()).hexdigest()
+    now = time.monotonic()
+    if now - _confirmed.get(digest, -1e9) < settings.account_recheck_s:
+        return True
+    try:
+        response = await request.app.state.http.get(
+            settings.members_url.rstrip("/") + "/auth/me",
+            headers={"Authorization": f"Bearer {user.token}"},
+            timeout=min(settings.upstream_timeout_s, 5.0),
+        )
+    except httpx.HTTPError:
+        return True
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        _confirmed.pop(digest, None)
+        return False
+    if response.status_code == status.HTTP_200_OK:
+        if len(_confirmed) >= _CONFIRMED_MAX:
+            _confirmed.clear()
+        _confirmed[digest] = now
+    return True
 
 
 CurrentUser = Annotated[User, Depends(signed_in)]

@@ -28,6 +28,11 @@ class Settings(MusterSettings):
     upstream_timeout_s: float = Field(
         15.0, gt=0, validation_alias=AliasChoices("CONSOLE_UPSTREAM_TIMEOUT_S")
     )
+    #: how often (at most) the console asks members whether a session's account is still
+    #: enabled and unchanged (0: on every request)
+    account_recheck_s: float = Field(
+        10.0, ge=0, validation_alias=AliasChoices("CONSOLE_ACCOUNT_RECHECK_S")
+    )
 
     @property
     def jwks_url_of_members(self) -> str:

@@ -471,6 +471,8 @@ def platform(
                 "CONSOLE_ALERTS_URL": alerts.url,
                 "CONSOLE_DISPATCH_URL": dispatch.url,
                 "CONSOLE_SESSION_SECRET": secrets.token_urlsafe(32),
+                # a disabled account's session must end at its very next page
+                "CONSOLE_ACCOUNT_RECHECK_S": "0",
                 "MUSTER_LOG_LEVEL": "INFO",
                 **service_overrides.get("console", {}),
             }
