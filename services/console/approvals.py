@@ -35,10 +35,18 @@ async def approvals_page(request: Request, user: Coordinator) -> HTMLResponse:
 
 
 @router.post("/emergencies/{emergency_id}/approve", include_in_schema=False)
-async def approve(request: Request, user: Coordinator, emergency_id: uuid.UUID) -> Response:
+async def approve(
+    request: Request,
+    user: Coordinator,
+    emergency_id: uuid.UUID,
+    version: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
+) -> Response:
     api = Api(request, user)
     try:
-        await api.dispatch.post(f"/emergencies/{emergency_id}/approve")
+        # the version the queue displayed: dispatch refuses it (409) if the emergency
+        # changed since; a form without one gets dispatch's own answer
+        body = None if version is None else {"version": version}
+        await api.dispatch.post(f"/emergencies/{emergency_id}/approve", json=body)
     except UpstreamError as exc:
         if exc.status_code not in (403, 409):
             raise
