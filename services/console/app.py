@@ -148,7 +148,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         same_site="lax",
         https_only=settings.secure_cookies,
     )
-    app.add_middleware(pages.SecurityHeaders)
+    app.add_middleware(pages.SecurityHeaders, tile_origin=settings.tile_origin)
     _install_error_pages(app)
 
     app.mount(

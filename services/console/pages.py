@@ -36,12 +36,15 @@ LANGUAGES: dict[str, str] = {"en": "English", "fr": "Français", "it": "Italiano
 DEFAULT_LANGUAGE = "en"
 
 
-def content_security_policy(nonce: str) -> str:
+def content_security_policy(nonce: str, tile_origin: str = "") -> str:
+    """`tile_origin`: the one other place images may come from, the command post's own tile
+    server when CONSOLE_TILE_URL names one."""
+    images = f"'self' data: blob: {tile_origin}".strip()
     return (
         "default-src 'none'; "
         f"script-src 'self' 'nonce-{nonce}'; "
         f"style-src 'self' 'nonce-{nonce}'; "
-        "img-src 'self' data: blob:; "
+        f"img-src {images}; "
         "connect-src 'self'; "
         "form-action 'self'; "
         "base-uri 'none'; "
@@ -54,8 +57,9 @@ class SecurityHeaders:
     in `request.state.csp_nonce` for every request, and on HTML responses the CSP that
     names it plus the usual hardening headers."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tile_origin: str = "") -> None:
         self.app = app
+        self.tile_origin = tile_origin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +81,9 @@ class SecurityHeaders:
                     b"x-frame-options": b"DENY",
                 }
                 if content_type.startswith("text/html"):
-                    extra[b"content-security-policy"] = content_security_policy(nonce).encode()
+                    extra[b"content-security-policy"] = content_security_policy(
+                        nonce, self.tile_origin
+                    ).encode()
                     extra[b"cache-control"] = b"no-store"
                 present = {k.lower() for k, _ in headers}
                 headers.extend((k, v) for k, v in extra.items() if k not in present)
@@ -205,6 +211,7 @@ def render(
         "lang": language,
         "flashes": request.session.pop("flash", []) if "session" in request.scope else [],
         "errors": {},
+        "tiles": request.app.state.settings.tiles if "app" in request.scope else None,
     }
     page = environment(language).get_template(template).render({**base, **(context or {})})
     return HTMLResponse(page, status_code=status_code)

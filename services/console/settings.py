@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
 
 from shared.settings import MusterSettings
 
@@ -33,6 +35,37 @@ class Settings(MusterSettings):
     account_recheck_s: float = Field(
         10.0, ge=0, validation_alias=AliasChoices("CONSOLE_ACCOUNT_RECHECK_S")
     )
+
+    #: an XYZ tile server the command post runs itself (e.g. an offline MBTiles server:
+    #: `http://10.0.0.5:8080/{z}/{x}/{y}.png`); empty: maps show a plain ground with the
+    #: area, scale and points, and never fetch anything from outside
+    tile_url: str = Field("", max_length=500, validation_alias=AliasChoices("CONSOLE_TILE_URL"))
+    tile_attribution: str = Field(
+        "", max_length=300, validation_alias=AliasChoices("CONSOLE_TILE_ATTRIBUTION")
+    )
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url_is_a_template(cls, value: str) -> str:
+        if value and not (
+            value.startswith(("http://", "https://"))
+            and all(p in value for p in ["{z}", "{x}", "{y}"])
+        ):
+            raise ValueError("CONSOLE_TILE_URL must be an http(s) URL with {z}, {x} and {y}")
+        return value
+
+    @property
+    def tiles(self) -> dict[str, str] | None:
+        if not self.tile_url:
+            return None
+        return {"url": self.tile_url, "attribution": self.tile_attribution}
+
+    @property
+    def tile_origin(self) -> str:
+        if not self.tile_url:
+            return ""
+        parts = urlsplit(self.tile_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def jwks_url_of_members(self) -> str:

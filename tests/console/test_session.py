@@ -197,6 +197,28 @@ async def test_secure_cookies_when_asked(members_service: MembersUnderTest):  # 
     assert "secure" in cookie and "httponly" in cookie
 
 
+async def test_maps_fetch_nothing_from_outside_unless_a_local_tile_server_is_named(
+    console: httpx.AsyncClient,
+    members_service: MembersUnderTest,  # noqa: F811
+):
+    plain = await console.get("/login")
+    policy = plain.headers["content-security-policy"]
+    assert re.search(r"img-src 'self' data: blob:;", policy), policy
+    assert "muster-tiles" not in plain.text
+
+    tiles = "http://tiles.command-post.test:8080/{z}/{x}/{y}.png"
+    app = build(console_settings(members_service, tile_url=tiles, tile_attribution="© OSM"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as c:
+            page = await c.get("/login")
+    policy = page.headers["content-security-policy"]
+    assert "img-src 'self' data: blob: http://tiles.command-post.test:8080;" in policy
+    assert f'<meta name="muster-tiles" content="{tiles}"' in page.text
+    with pytest.raises(ValueError, match="CONSOLE_TILE_URL"):
+        console_settings(members_service, tile_url="javascript:alert(1)")
+
+
 async def test_language_follows_accept_language_then_the_switcher(console: httpx.AsyncClient):
     page = await console.get("/login", headers={"Accept-Language": "sq-AL,sq;q=0.9,en;q=0.5"})
     assert '<html lang="sq">' in page.text

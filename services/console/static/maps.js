@@ -1,5 +1,6 @@
-/* Muster console maps: Leaflet without a tile server (command posts may be offline):
-   a plain ground, a metric scale, and what we draw on it. Shared by declare and board. */
+/* Muster console maps: Leaflet on a plain ground (command posts may be offline), or on
+   the command post's own tile server when CONSOLE_TILE_URL names one; a metric scale and
+   what we draw on it. Shared by declare and board. */
 "use strict";
 window.MusterMaps = (function () {
   function create(element, centre, zoom) {
@@ -10,6 +11,14 @@ window.MusterMaps = (function () {
       worldCopyJump: false
     });
     map.setView(centre, zoom);
+    var tiles = document.querySelector('meta[name="muster-tiles"]');
+    if (tiles && tiles.content) {
+      var attribution = tiles.getAttribute("data-attribution") || "";
+      L.tileLayer(tiles.content, { maxZoom: 19, attribution: attribution }).addTo(map);
+      if (attribution) {
+        L.control.attribution({ prefix: false }).addAttribution(attribution).addTo(map);
+      }
+    }
     L.control.scale({ imperial: false, position: "bottomleft" }).addTo(map);
     return map;
   }
