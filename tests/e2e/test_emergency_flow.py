@@ -338,6 +338,13 @@ async def test_declare_alert_answer_board_quota_close(
             p.check(created.status_code == 201, f"POST /accounts {role}: {created.text}", "members")
         coordinator = bearer(await login(members_http, COORDINATOR_EMAIL, STAFF_PASSWORD))
         authority = bearer(await login(members_http, AUTHORITY_EMAIL, STAFF_PASSWORD))
+        # the assisting section has agreed to help AL (else AL's coordinator may not call
+        # out its members)
+        agreement = {"section": SECTION, "assisting_section": ASSISTING}
+        agreed = await dispatch_http.post("/assistance-agreements", json=agreement, headers=admin)
+        p.check(
+            agreed.status_code == 201, f"POST /assistance-agreements: {agreed.text}", "dispatch"
+        )
 
         # 2. members: the coordinator registers AL's, the admin the assisting section's --
         phone_base = uuid.uuid4().int % 9_000_000
