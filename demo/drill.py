@@ -78,8 +78,11 @@ def declare(
     )
     if emergency["status"] == "pending_approval":
         # the two-person rule held it: the second AL coordinator approves
+        # approval names the version the approver saw (a later edit needs a new one)
         approved = apis.dispatch.post(
-            f"/emergencies/{emergency['id']}/approve", headers=second_coordinator
+            f"/emergencies/{emergency['id']}/approve",
+            json={"version": emergency["version"]},
+            headers=second_coordinator,
         )
         emergency = apis.expect(approved, 200)
         out.print("held for approval (two-person rule): approved by the second coordinator")

@@ -77,7 +77,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 def make_verifier(settings: Settings) -> TokenVerifier:
-    return TokenVerifier(settings.jwks_url)
+    return TokenVerifier.from_settings(settings)
 
 
 def _not_found() -> HTTPException:
@@ -712,7 +712,7 @@ async def _own_subscription(
 ) -> Row[Any]:
     require_role(principal, "admin", "authority")
     row = await subscriptions.get(session, subscription_id)
-    if row is None or not principal.can_act_for(row.section):
+    if row is None or not subscriptions.manages(principal, row):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such subscription")
     return row
 
@@ -756,9 +756,7 @@ async def list_subscriptions(
     session: AsyncSession = Depends(get_session),
 ) -> list[SubscriptionOut]:
     require_role(principal, "admin", "authority")
-    rows = await subscriptions.listing(
-        session, None if principal.is_admin else set(principal.sections)
-    )
+    rows = await subscriptions.managed_by(session, principal)
     return [_subscription_out(r, await subscriptions.pending_count(session, r.id)) for r in rows]
 
 

@@ -102,6 +102,8 @@ async def test_signed_summaries_retried_until_received_and_paused_when_failing(
         DISPATCH_SUMMARY_MIN_INTERVAL_S="0.3",
     )
     receiver = Receiver(failures=3)
+    # one authority account throughout: an authority manages only the webhooks it created
+    authority = staff.authority()
     async with serving(receiver) as base, httpx.AsyncClient(base_url=dispatch.url) as client:
         body = {"section": SECTION, "url": f"{base}/summaries", "secret": SECRET}
         assert (
@@ -112,13 +114,13 @@ async def test_signed_summaries_retried_until_received_and_paused_when_failing(
         ).status_code == 403
         short = {**body, "secret": "short"}
         assert (
-            await client.post("/subscriptions", json=short, headers=staff.authority())
+            await client.post("/subscriptions", json=short, headers=authority)
         ).status_code == 422
-        created = await client.post("/subscriptions", json=body, headers=staff.authority())
+        created = await client.post("/subscriptions", json=body, headers=authority)
         assert created.status_code == 201, created.text
         assert "secret" not in created.json()
         failing = await client.post(
-            "/subscriptions", json={**body, "url": f"{base}/down"}, headers=staff.admin()
+            "/subscriptions", json={**body, "url": f"{base}/down"}, headers=authority
         )
         failing_id = failing.json()["id"]
 
@@ -165,14 +167,12 @@ async def test_signed_summaries_retried_until_received_and_paused_when_failing(
             return any(s["id"] == failing_id and s["paused"] for s in listing.json())
 
         assert await wait_for(paused, timeout_s=20)
-        listing = (await client.get("/subscriptions", headers=staff.authority())).json()
+        listing = (await client.get("/subscriptions", headers=authority)).json()
         mine = {s["id"]: s for s in listing}
         assert mine[created.json()["id"]]["paused"] is False
         assert mine[failing_id]["pending_deliveries"] >= 1
         assert mine[failing_id]["consecutive_failures"] >= 5
-        resumed = await client.post(
-            f"/subscriptions/{failing_id}/resume", headers=staff.authority()
-        )
+        resumed = await client.post(f"/subscriptions/{failing_id}/resume", headers=authority)
         assert resumed.json()["paused"] is False
 
 
