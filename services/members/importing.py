@@ -16,6 +16,7 @@ Columns (header row required, order free): `section`, `full_name`, `phone`, `ema
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import uuid
@@ -61,6 +62,10 @@ CSV_COLUMNS = (
     "consent_alerts",
 )
 KNOWN_COLUMNS = frozenset(CSV_COLUMNS)
+#: the longest cell read: the csv module's own limit (`csv.field_size_limit()`, 128 KiB);
+#: no column needs more than a few hundred characters
+MAX_CELL_CHARS = csv.field_size_limit()
+NUL = "\x00"
 _TRUE = frozenset({"true", "yes", "y", "1", "oui", "si", "sì", "po"})
 _FALSE = frozenset({"false", "no", "n", "0", "non", "jo", ""})
 #: the model field an error is reported on -> the CSV column a person has to fix
@@ -155,14 +160,32 @@ def _errors_of(exc: ValidationError, row: int, line: int) -> list[RowError]:
 
 def count_rows(text: str, *, max_rows: int) -> int:
     """How many data rows the file holds (blank lines aside), counting at most one past
-    `max_rows`: the denominator of an import job's progress."""
+    `max_rows`: the denominator of an import job's progress. Counting stops at a row the
+    csv module cannot read (a cell over `MAX_CELL_CHARS`); `parse_csv` reports it."""
     rows = -1  # the header
-    for cells in csv.reader(io.StringIO(text)):
-        if cells:
-            rows += 1
-            if rows > max_rows:
-                break
+    with contextlib.suppress(csv.Error):
+        for cells in csv.reader(io.StringIO(text)):
+            if cells:
+                rows += 1
+                if rows > max_rows:
+                    break
     return max(rows, 0)
+
+
+def _shown(column: str) -> str:
+    """A header name as the report shows it: NUL escaped (PostgreSQL's JSON cannot hold
+    one, and job reports are stored), and cut to a readable length."""
+    return column.replace(NUL, "\\u0000")[:80] or "(a header cell left empty)"
+
+
+def _unreadable(row: int, line: int, exc: csv.Error) -> RowError:
+    return RowError(
+        row=row,
+        line=line,
+        column="row" if row else "header",
+        reason=f"this line cannot be read as CSV ({exc}): a cell may hold at most "
+        f"{MAX_CELL_CHARS} characters, and a quote opened must be closed",
+    )
 
 
 def parse_csv(
@@ -177,7 +200,10 @@ def parse_csv(
     row after the header; `line` is the file's line number. `on_progress(rows)` is told
     every `progress_every` rows how many have been validated (import jobs report it)."""
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        return [], [_unreadable(0, 1, exc)]
     reader.fieldnames = header
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in KNOWN_COLUMNS]
@@ -186,13 +212,24 @@ def parse_csv(
             RowError(row=0, line=1, column=c, reason="required column missing") for c in missing
         ]
         header_errors += [
-            RowError(row=0, line=1, column=c, reason="unknown column") for c in unknown
+            RowError(row=0, line=1, column=_shown(c), reason="unknown column") for c in unknown
         ]
         return [], header_errors
     parsed: list[ParsedRow] = []
     errors: list[RowError] = []
     first_row_of_phone: dict[str, int] = {}
-    for index, raw in enumerate(reader, start=1):
+    index = 0
+    while True:
+        index += 1
+        starts_on = reader.line_num + 1
+        try:
+            raw = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # the reader cannot find where the next row starts: stop at this one
+            errors.append(_unreadable(index, starts_on, exc))
+            break
         line = reader.line_num
         if on_progress is not None and index % progress_every == 0:
             on_progress(index - 1)
@@ -203,6 +240,14 @@ def parse_csv(
             break
         if None in raw:
             errors.append(RowError(row=index, line=line, column="row", reason="too many cells"))
+            continue
+        with_nul = [c for c in header if NUL in (raw.get(c) or "")]
+        if with_nul:
+            # PostgreSQL's text cannot hold U+0000; no person types one
+            errors.extend(
+                RowError(row=index, line=line, column=c, reason="remove the NUL character")
+                for c in with_nul
+            )
             continue
         try:
             member = MemberIn.model_validate(row_to_body(raw))
@@ -340,10 +385,16 @@ async def read_csv(request: Request) -> str:
         data = await upload.read()
     else:
         data = await request.body()
+    return csv_text(data)
+
+
+def csv_text(data: bytes) -> str:
+    """An uploaded file's text: UTF-8, with or without a byte-order mark (BadRow naming
+    `file` otherwise)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadRow("file", "the file is not UTF-8 text") from exc
+        raise BadRow("file", "the file is not UTF-8 text: save it as CSV UTF-8") from exc
 
 
 def refused_response(errors: list[RowError]) -> JSONResponse:
