@@ -196,7 +196,12 @@ def _circle(text: str) -> dict[str, Any]:
     match = re.fullmatch(r"\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s+([\d.]+)\s*", text)
     if not match:
         raise CapError(f"info/area/circle {text!r}: expected 'lat,lon radius_km'")
-    lat, lon, km = (float(g) for g in match.groups())
+    try:
+        lat, lon, km = (float(g) for g in match.groups())
+    except ValueError:  # "1.2.3" or "." match the pattern
+        raise CapError(f"info/area/circle {text[:60]!r}: not numbers") from None
+    if not all(math.isfinite(v) for v in (lat, lon, km * 1000)):
+        raise CapError(f"info/area/circle {text[:60]!r}: numbers out of range")
     return {"lat": lat, "lon": lon, "radius_m": round(km * 1000)}
 
 
@@ -229,6 +234,8 @@ def parse(document: bytes) -> CapAlert:
         raise CapError(f"forbidden XML construct ({type(exc).__name__}): send plain CAP") from exc
     except SafeET.ParseError as exc:
         raise CapError(f"not well-formed XML: {exc}") from exc
+    except LookupError as exc:  # an encoding declaration Python does not know
+        raise CapError(f"unreadable XML ({exc}): send CAP in UTF-8") from exc
     if root.tag != _Q + "alert":
         raise CapError(
             f"the root element is {root.tag!r}; expected <alert> in the CAP 1.2 namespace {NS}"
