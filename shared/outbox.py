@@ -10,6 +10,13 @@ and take over within a second when the active one dies (its connection closes, t
 goes). The batch query still uses SKIP LOCKED so that, even in a split-brain moment, no
 row is published twice by two relays in normal operation.
 
+Latency: `add_events` also NOTIFYs the schema's outbox channel in the same transaction;
+PostgreSQL delivers it on commit only, and the active relay LISTENs on a dedicated
+asyncpg connection, so a committed event is picked up at once instead of at the next
+poll. The poll stays (every `poll_interval_s`) as the fallback: a notification lost
+while the LISTEN connection is down, or a row written without one, still goes out, and a
+lost LISTEN connection is reconnected in the background while the relay polls.
+
 A crash after the broker acknowledged a batch and before the rows were marked sent
 publishes that batch again on restart: consumers are idempotent (see shared.consumer).
 
@@ -32,6 +39,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
@@ -224,6 +232,7 @@ async def add_events(
         )
     if rows:
         await session.execute(outbox_table.insert(), rows)
+        await _notify_relay(session)
     return envelopes
 
 
@@ -242,6 +251,31 @@ async def add_tombstone(session: AsyncSession, topic: str, key: str, *, event_id
             }
         ],
     )
+    await _notify_relay(session)
+
+
+#: PostgreSQL refuses a NOTIFY channel of NAMEDATALEN (64) bytes or more
+_CHANNEL_MAX = 63
+_CHANNEL_PREFIX = "muster_outbox_"
+
+# The channel is derived from the transaction's own schema (`search_path`, set by
+# shared.db), so `add_events` needs no schema argument and a test schema never wakes
+# another schema's relay. Schema names are ASCII (shared.db checks them): characters
+# and bytes agree, and `left` truncates exactly as `outbox_channel` does.
+_NOTIFY_OUTBOX = text(
+    f"SELECT pg_notify(left('{_CHANNEL_PREFIX}' || current_schema(), {_CHANNEL_MAX}), '')"
+)
+
+
+def outbox_channel(schema: str) -> str:
+    """The NOTIFY channel a commit with outbox rows in `schema` wakes its relay on."""
+    return (_CHANNEL_PREFIX + schema)[:_CHANNEL_MAX]
+
+
+async def _notify_relay(session: AsyncSession) -> None:
+    # One NOTIFY per transaction is enough (PostgreSQL folds identical ones); it is sent
+    # on commit and never for a rollback, so the relay wakes only for rows it can see.
+    await session.execute(_NOTIFY_OUTBOX)
 
 
 def _kafka_headers(stored: list[list[str]] | None) -> list[tuple[str, bytes]]:
@@ -279,6 +313,10 @@ class OutboxRelay:
         self._fault_pause = fault_pause_after_publish_s
         self._retention_s = retention_s
         self._stopping = asyncio.Event()
+        #: set by a NOTIFY from a committed outbox write (and on each LISTEN (re)connect)
+        self._woken = asyncio.Event()
+        #: True while the LISTEN connection is up; otherwise the relay only polls
+        self.listening = False
         self.is_active = False
         self.published = 0
         self.parked = 0
@@ -320,8 +358,21 @@ class OutboxRelay:
         return bool(result.scalar())
 
     async def _publish_loop(self, lock_conn: AsyncConnection) -> None:
+        listener = asyncio.create_task(self._listen(), name=f"outbox-listen-{self._schema}")
+        try:
+            await self._publish_until_stopped(lock_conn)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+            self.listening = False
+
+    async def _publish_until_stopped(self, lock_conn: AsyncConnection) -> None:
         last_housekeeping = 0.0
         while not self._stopping.is_set():
+            # cleared *before* reading the outbox: a commit notified while the batch runs
+            # leaves the event set, so the wait below returns at once
+            self._woken.clear()
             count = await self.publish_batch()
             now = time.monotonic()
             if now - last_housekeeping > 5.0:
@@ -330,7 +381,61 @@ class OutboxRelay:
                 # the lock connection must still be alive for us to still be the only relay
                 await lock_conn.execute(text("SELECT 1"))
             if count == 0:
-                await self._sleep(self._poll)
+                await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        """Until a NOTIFY, the poll interval, or stop, whichever comes first."""
+        woken = asyncio.ensure_future(self._woken.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({woken, stopping}, timeout=self._poll, return_when="FIRST_COMPLETED")
+        finally:
+            woken.cancel()
+            stopping.cancel()
+
+    def _listen_dsn(self) -> str:
+        url = self._engine.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection for the active relay's whole term; reconnect (with
+        backoff) when it is lost, polling meanwhile."""
+        channel = outbox_channel(self._schema)
+        failures = 0
+        while not self._stopping.is_set():
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._listen_dsn(), server_settings={"application_name": channel}
+                )
+                conn.add_termination_listener(lambda _conn, ended=lost: ended.set())
+                await conn.add_listener(channel, lambda *_args: self._woken.set())
+                self.listening = True
+                failures = 0
+                # rows committed while no one was listening: look now, not at the next poll
+                self._woken.set()
+                while not lost.is_set() and not conn.is_closed():
+                    # a half-open socket raises no termination: probe it now and then
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=5.0)
+                    if not lost.is_set():
+                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning(
+                    "outbox LISTEN connection lost: polling until it is back",
+                    schema=self._schema,
+                    error=type(exc).__name__,
+                )
+            finally:
+                self.listening = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), timeout=2.0)
+            await self._sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     async def publish_batch(self) -> int:
         """Publish one batch of pending rows in id order; return how many rows left the
