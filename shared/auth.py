@@ -101,6 +101,7 @@ class TokenVerifier:
     def from_settings(cls, settings: MusterSettings) -> TokenVerifier:
         return cls(
             settings.jwks_url,
+            refresh_interval_s=settings.jwks_refresh_interval_s,
             stale_max_s=settings.jwks_stale_max_s,
             min_fetch_interval_s=settings.jwks_min_fetch_interval_s,
         )

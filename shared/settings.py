@@ -58,6 +58,11 @@ class MusterSettings(BaseSettings):
     jwks_stale_max_s: float = Field(
         86400.0, gt=0, validation_alias=AliasChoices("MUSTER_JWKS_STALE_MAX_S")
     )
+    #: cached signing keys older than this are refreshed in the background (requests never
+    #: wait for it); the fault tests shorten it to make refreshes fail many times in seconds
+    jwks_refresh_interval_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("MUSTER_JWKS_REFRESH_INTERVAL_S")
+    )
     #: at most one JWKS fetch per this many seconds for tokens naming an unknown key
     jwks_min_fetch_interval_s: float = Field(
         30.0, ge=0, validation_alias=AliasChoices("MUSTER_JWKS_MIN_FETCH_INTERVAL_S")
