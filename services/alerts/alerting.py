@@ -30,6 +30,7 @@ from uuid import UUID
 from sqlalchemy import ARRAY, and_, any_, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import erasure, messages
@@ -61,6 +62,8 @@ from shared.reply_codes import derived_reply_code, is_reply_code
 log = get_logger(__name__)
 
 SOURCE = "muster.alerts"
+#: codes tried for one emergency (thousands exist, a few dozen are active at once)
+_CODE_ATTEMPTS = 64
 _CHUNK = 5000
 _INSERT_ALERTS = text(
     """
@@ -148,24 +151,7 @@ class Alerting:
             log.warning("declared emergency not active, nobody alerted", status=event.status)
             return
         await self.index.ensure_ready()
-        code = reply_code_for(event.emergency_id, event.reply_code)
-        # committed at once: the wave's early chunks, in their own transactions, refer to it
-        async with self.db() as own, own.begin():
-            await own.execute(
-                pg_insert(emergencies)
-                .values(
-                    id=event.emergency_id,
-                    section=event.section,
-                    title=event.title,
-                    drill=event.drill,
-                    severity=event.severity,
-                    members_needed=event.members_needed,
-                    reply_code=code,
-                    facts=event.model_dump(mode="json"),
-                    declared_at=event.declared_at,
-                )
-                .on_conflict_do_nothing()
-            )
+        await self._keep_emergency(event)
         row = (
             await session.execute(select(emergencies).where(emergencies.c.id == event.emergency_id))
         ).one()
@@ -185,6 +171,45 @@ class Alerting:
         await self._alert_wave(
             session, row, target, wave=1, search_radius=None, causation=delivery.envelope.id
         )
+
+    async def _keep_emergency(self, event: EmergencyDeclared) -> None:
+        """Store the emergency (once), committed at once: the wave's early chunks, in
+        their own transactions, refer to it. Its reply code is dispatch's unless another
+        active emergency here has it (dispatch freed it on a close this service has not
+        applied yet, or it is not a code): a member alerted for both could not say which
+        they answer, so the code is unique among active emergencies (a unique index)."""
+        for attempt in range(_CODE_ATTEMPTS):
+            code = (
+                reply_code_for(event.emergency_id, event.reply_code)
+                if attempt == 0
+                else derived_reply_code(event.emergency_id.bytes + attempt.to_bytes(2, "big"))
+            )
+            try:
+                async with self.db() as own, own.begin():
+                    await own.execute(
+                        pg_insert(emergencies)
+                        .values(
+                            id=event.emergency_id,
+                            section=event.section,
+                            title=event.title,
+                            drill=event.drill,
+                            severity=event.severity,
+                            members_needed=event.members_needed,
+                            reply_code=code,
+                            facts=event.model_dump(mode="json"),
+                            declared_at=event.declared_at,
+                        )
+                        .on_conflict_do_nothing(index_elements=[emergencies.c.id])
+                    )
+                return
+            except IntegrityError as exc:
+                if "emergencies_active_reply_code" not in str(exc):
+                    raise
+                log.info(
+                    "reply code in use by another active emergency, another one taken",
+                    emergency_id=str(event.emergency_id),
+                )
+        raise RuntimeError(f"no free reply code after {_CODE_ATTEMPTS} attempts")
 
     async def on_escalated(self, delivery: Delivery) -> None:
         event = delivery.data

@@ -3,15 +3,19 @@
 An answer to a closed emergency is refused; an acceptance after the emergency was
 staffed is recorded as `standby` (and published with `standby: true`). Each recorded
 answer publishes `response.received` through the outbox in the same transaction.
+
+Answers are ordered by the time they arrived: one older than the answer already recorded
+(two SMS handled at once, whose transactions commit in the other order) changes nothing
+and publishes nothing, so a late "YES" never overrides a later "NO".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.alerting import SOURCE
@@ -95,7 +99,23 @@ async def record_answer(
     if answer != "declined":
         # told "not needed" and then said yes: on standby, to be stood down at the close
         values.update(stood_down_at=None, stood_down_reason=None)
-    await session.execute(update(alerts).where(alerts.c.id == alert.id).values(**values))
+    changed = (
+        await session.execute(
+            update(alerts)
+            .where(
+                alerts.c.id == alert.id,
+                or_(alerts.c.responded_at.is_(None), alerts.c.responded_at <= now),
+            )
+            .values(**values)
+            .returning(alerts.c.id)
+        )
+    ).scalar_one_or_none()
+    if changed is None:
+        # a later answer is recorded already: it stands
+        current = (
+            await session.execute(select(alerts.c.response).where(alerts.c.id == alert.id))
+        ).scalar_one()
+        return cast(Recorded, current)
     await add_event(
         session,
         ResponseReceived(

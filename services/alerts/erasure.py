@@ -192,7 +192,9 @@ async def erase_member(
         inbound_match = or_(inbound_match, inbound_messages.c.phone.in_(phones))
     inbound = _count(
         await session.execute(
-            update(inbound_messages).where(inbound_match).values(phone=None, body=ERASED)
+            update(inbound_messages)
+            .where(inbound_match)
+            .values(phone=None, body=ERASED, answer=None)
         )
     )
     erased_alerts = _count(

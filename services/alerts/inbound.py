@@ -1,6 +1,10 @@
 """Provider webhooks: SMS replies (`POST /sms/inbound`) and delivery callbacks
 (`POST /sms/status`), Twilio format, each checked with Twilio's `RequestValidator`
-against MUSTER_PUBLIC_BASE_URL + the path (403 otherwise, before anything changes)."""
+against MUSTER_PUBLIC_BASE_URL + the path (403 otherwise, before anything changes).
+
+A reply is taken once per `MessageSid`: Twilio retries a webhook it got no answer to,
+and a captured request can be replayed; the same SID answers the same TwiML again and
+changes nothing (a unique index, so two copies arriving together are one too)."""
 
 from __future__ import annotations
 
@@ -69,7 +73,10 @@ async def handle_reply(
     open_alerts = [a for a in mine if not a.closed and a.alert.status != "cancelled"]
     target: OpenAlert | None = None
     if reply.code is not None:
-        coded = [a for a in mine if a.emergency.reply_code == reply.code]
+        # codes are unique among active emergencies only: an open alert's comes first
+        coded = [a for a in open_alerts if a.emergency.reply_code == reply.code] or [
+            a for a in mine if a.emergency.reply_code == reply.code
+        ]
         target = coded[0] if coded else None
     elif len(open_alerts) == 1:
         target = open_alerts[0]
@@ -105,20 +112,54 @@ def sms_router(settings: Settings, db: Callable[[], async_sessionmaker[AsyncSess
         body = form.get("Body", "")
         if not phone:
             raise HTTPException(status_code=422, detail="From: a sender number is required")
+        sid = form.get("MessageSid", "")
+        if not sid or len(sid) > 64:
+            # Twilio always sends one (34 characters); without it a replay could not be told
+            raise HTTPException(
+                status_code=422, detail="MessageSid: the provider's message id is required"
+            )
         now = datetime.now(UTC)
         async with db()() as session, session.begin():
+            # first, so a copy of this SID arriving meanwhile waits for this transaction
+            # and then finds it (the unique index)
+            row_id = (
+                await session.execute(
+                    pg_insert(inbound_messages)
+                    .values(
+                        provider_sid=sid,
+                        phone=phone,
+                        body=body,
+                        outcome="received",
+                        received_at=now,
+                    )
+                    .on_conflict_do_nothing(
+                        index_elements=["provider_sid"],
+                        index_where=inbound_messages.c.provider_sid.is_not(None),
+                    )
+                    .returning(inbound_messages.c.id)
+                )
+            ).scalar_one_or_none()
+            if row_id is None:
+                earlier = (
+                    await session.execute(
+                        select(inbound_messages.c.answer, inbound_messages.c.outcome).where(
+                            inbound_messages.c.provider_sid == sid
+                        )
+                    )
+                ).one()
+                log.info("sms reply already handled, answered again", outcome=earlier.outcome)
+                return twiml(earlier.answer)
             outcome, answer, target = await handle_reply(session, phone, parse(body), now)
             if outcome == "start":
                 await forget_erased_opt_out(session, settings, phone)
             await session.execute(
-                inbound_messages.insert().values(
-                    provider_sid=form.get("MessageSid"),
-                    phone=phone,
-                    body=body,
+                update(inbound_messages)
+                .where(inbound_messages.c.id == row_id)
+                .values(
                     outcome=outcome,
+                    answer=answer,
                     alert_id=target.alert.id if target else None,
                     emergency_id=target.alert.emergency_id if target else None,
-                    received_at=now,
                 )
             )
         log.info(

@@ -9,7 +9,8 @@
 - `outbound_messages`: every SMS to send (the alert itself and the later not-needed,
   call-up, stand-down and correction messages), one per alert and kind (unique); the
   sender claims them with `FOR UPDATE SKIP LOCKED`.
-- `inbound_messages`: every SMS received, parsed or not (coordinators read the rest).
+- `inbound_messages`: every SMS received, parsed or not (coordinators read the rest),
+  once per provider MessageSid, with the answer given.
 - `sms_opt_outs`: numbers that sent STOP (until START).
 - `erased_opt_outs`: the opt-outs of erased members, as keyed hashes of their numbers
   (erasure.py): a number re-added later stays opted out.
@@ -60,6 +61,14 @@ emergencies = Table(
     Column("declared_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    #: a member's open alerts never share a code (dispatch's is kept unless it collides
+    #: with another active emergency's here, alerting.py)
+    Index(
+        "emergencies_active_reply_code",
+        "reply_code",
+        unique=True,
+        postgresql_where=text("status = 'active'"),
+    ),
 )
 
 alerts = Table(
@@ -120,8 +129,12 @@ outbound_messages = Table(
     Column("error", Text, nullable=True),
     Column("claimed_by", Text, nullable=True),
     Column("claimed_at", DateTime(timezone=True), nullable=True),
+    #: bumped by every claim: a result is recorded only under the claim it was sent with
+    #: (fencing: a sender whose heartbeat stalled cannot overwrite a reclaimed row)
+    Column("claim", Integer, nullable=False, server_default=text("0")),
     Column("sent_at", DateTime(timezone=True), nullable=True),
-    #: resent after its sender died while it was "sending": the member may get it twice
+    #: resent after its sender died while it was "sending", or after the provider may have
+    #: taken an earlier attempt (5xx, read timeout): the member may get it twice
     Column("possible_duplicate", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("alert_id", "kind", name="outbound_once_per_kind"),
@@ -147,6 +160,15 @@ inbound_messages = Table(
     Column("alert_id", UUID(as_uuid=True), nullable=True),
     Column("emergency_id", UUID(as_uuid=True), nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    #: the text the webhook answered: a replay of the same MessageSid gets it again
+    Column("answer", Text, nullable=True),
+    #: a replayed webhook (same MessageSid) is recognised and changes nothing
+    Index(
+        "inbound_once_per_sid",
+        "provider_sid",
+        unique=True,
+        postgresql_where=text("provider_sid IS NOT NULL"),
+    ),
 )
 
 sms_opt_outs = Table(

@@ -6,13 +6,28 @@ processes never send the same row. Results are written in small batches: the mes
 row is marked `sent` (or `failed`) and `alert.sent` / `alert.failed` go to the outbox
 in the same transaction.
 
-The one window where a member can get an alert twice: the provider accepted the
-message and the process died before the row was marked `sent`. The row stays
-`sending`; once the process's heartbeat is older than ALERTS_SENDER_DEAD_AFTER_S another
-sender (or the restarted process) claims it again and resends it, marks it
-`possible_duplicate` and counts it in `muster_alerts_possible_duplicates_total`. (A row
-whose HTTP request never left before the crash is counted too, so the counter is an
-upper bound of the duplicates members actually received.)
+Where a member can get a message twice, each counted in
+`muster_alerts_possible_duplicates_total` and flagged `possible_duplicate` on the row (so
+the counter, and the flagged rows, are an upper bound of the duplicates members got):
+
+- the provider accepted the message and the process died before the row was marked
+  `sent`. The row stays `sending`; once the process's heartbeat is older than
+  ALERTS_SENDER_DEAD_AFTER_S another sender (or the restarted process) claims it again
+  and resends it (a row whose request never left before the crash is counted too);
+- an attempt the provider may have taken although it answered with an error (a 5xx, a
+  read timeout, a dropped connection: `ProviderError.maybe_accepted`) was followed by
+  another attempt: each such attempt is one possible extra copy.
+
+Every claim bumps the row's `claim`; a result is recorded only if the row still carries
+the claim it was sent under (fencing). A sender whose heartbeat stalled (a paused
+process, a long database outage) while another reclaimed and resent its rows finds its
+results refused, counted in `muster_alerts_fenced_results_total`: it cannot overwrite
+the newer sender's status, provider SID or events.
+
+A follow-up (correction, stand-down, not needed, call-up) is claimed only once its
+alert's own SMS is sent or failed, so a false-alarm correction never reaches a member
+before the alert it corrects (even while that alert waits for a provider retry, or for
+a dead sender's rows to be reclaimed).
 """
 
 from __future__ import annotations
@@ -52,8 +67,13 @@ log = get_logger(__name__)
 
 POSSIBLE_DUPLICATES = Counter(
     "muster_alerts_possible_duplicates_total",
-    "Messages resent after their sender died while they were 'sending' "
-    "(the provider may have accepted them already)",
+    "Possible extra copies of a message: resent after their sender died while they were "
+    "'sending', or sent again after an attempt the provider may have accepted (5xx, read "
+    "timeout, dropped connection)",
+)
+FENCED_RESULTS = Counter(
+    "muster_alerts_fenced_results_total",
+    "Send results refused because another sender had reclaimed the row meanwhile",
 )
 SMS_OUTCOMES = Counter(
     "muster_alerts_sms_total",
@@ -76,19 +96,24 @@ _CLAIM = text(
         WHERE seen_at > now() - make_interval(secs => :dead)
     ), picked AS (
         SELECT m.id, m.status AS was FROM outbound_messages m
-        WHERE m.status = 'pending'
-           OR (m.status = 'sending' AND m.claimed_by IS DISTINCT FROM :me
-               AND m.claimed_by NOT IN (SELECT instance_id FROM alive))
+        WHERE (m.status = 'pending'
+               OR (m.status = 'sending' AND m.claimed_by IS DISTINCT FROM :me
+                   AND m.claimed_by NOT IN (SELECT instance_id FROM alive)))
+          -- a follow-up never overtakes the alert it follows
+          AND (m.kind = 'alert' OR NOT EXISTS (
+                SELECT 1 FROM outbound_messages first
+                WHERE first.alert_id = m.alert_id AND first.kind = 'alert'
+                  AND first.status IN ('pending', 'sending')))
         ORDER BY m.rank, m.id
         LIMIT :n
         FOR UPDATE OF m SKIP LOCKED
     )
     UPDATE outbound_messages o
-    SET status = 'sending', claimed_by = :me, claimed_at = now(),
+    SET status = 'sending', claimed_by = :me, claimed_at = now(), claim = o.claim + 1,
         possible_duplicate = o.possible_duplicate OR picked.was = 'sending'
     FROM picked, alerts a
     WHERE o.id = picked.id AND a.id = o.alert_id
-    RETURNING o.id, o.alert_id, o.kind, o.phone, o.body, o.segments, picked.was,
+    RETURNING o.id, o.claim, o.alert_id, o.kind, o.phone, o.body, o.segments, picked.was,
         a.emergency_id, a.member_id, a.wave, a.distance_m, a.language, a.qualifications,
         -- no number: the member was erased after the message was written
         o.phone IS NULL OR EXISTS (SELECT 1 FROM sms_opt_outs s WHERE s.phone = o.phone)
@@ -100,6 +125,8 @@ _CLAIM = text(
 @dataclass(frozen=True)
 class Claimed:
     id: int
+    #: the claim this sender holds: its result is recorded only while the row has it
+    claim: int
     alert_id: uuid.UUID
     kind: str
     phone: str | None  # None: the member was erased (the message is then suppressed)
@@ -124,6 +151,8 @@ class Outcome:
     sid: str | None = None
     error: str | None = None
     permanent: bool = True
+    #: attempts the provider may have taken besides the one that counts (see the module)
+    extra_copies: int = 0
 
 
 class Sender:
@@ -291,6 +320,7 @@ class Sender:
             self._record(Outcome(message, "suppressed", 0, _now(), error="opted out (STOP)"))
             return
         attempts = 0
+        maybe_taken = 0  # failed attempts the provider may nevertheless have accepted
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.settings.sms_max_attempts),
@@ -309,14 +339,33 @@ class Sender:
                     attempts += 1
                     SMS_PROVIDER_ATTEMPTS.inc()
                     assert message.phone is not None  # opted_out when None
-                    accepted = await self.provider.send(message.phone, message.body)
+                    try:
+                        accepted = await self.provider.send(message.phone, message.body)
+                    except ProviderError as exc:
+                        maybe_taken += exc.maybe_accepted
+                        raise
             if self.settings.fault_pause_after_send_s:
                 await asyncio.sleep(self.settings.fault_pause_after_send_s)
-            self._record(Outcome(message, "sent", attempts, _now(), sid=accepted.sid))
+            self._record(
+                Outcome(
+                    message,
+                    "sent",
+                    attempts,
+                    _now(),
+                    sid=accepted.sid,
+                    extra_copies=possible_extra_copies(maybe_taken, sent=True),
+                )
+            )
         except ProviderError as exc:
             self._record(
                 Outcome(
-                    message, "failed", attempts, _now(), error=exc.reason, permanent=exc.permanent
+                    message,
+                    "failed",
+                    attempts,
+                    _now(),
+                    error=exc.reason,
+                    permanent=exc.permanent,
+                    extra_copies=possible_extra_copies(maybe_taken, sent=False),
                 )
             )
         except Exception as exc:
@@ -330,6 +379,14 @@ class Sender:
 
     def _record(self, outcome: Outcome) -> None:
         SMS_OUTCOMES.labels(outcome.message.kind, outcome.status).inc()
+        if outcome.extra_copies:
+            POSSIBLE_DUPLICATES.inc(outcome.extra_copies)
+            log.warning(
+                "the provider may have accepted an earlier attempt: possible duplicate",
+                message_id=outcome.message.id,
+                alert_id=str(outcome.message.alert_id),
+                extra_copies=outcome.extra_copies,
+            )
         if outcome.status != "sent":
             log.info(
                 "message not sent",
@@ -353,25 +410,57 @@ class Sender:
             raise
 
 
+def possible_extra_copies(maybe_taken: int, *, sent: bool) -> int:
+    """How many more copies than one the member may have got from one claim: every
+    attempt the provider may have taken, plus the accepted one, minus one."""
+    return max(0, maybe_taken + (1 if sent else 0) - 1)
+
+
+_RECORD = text(
+    """
+    UPDATE outbound_messages o
+    SET status = r.status, provider_sid = r.sid, attempts = o.attempts + r.attempts,
+        error = r.error, sent_at = r.at,
+        possible_duplicate = o.possible_duplicate OR r.extra_copies > 0
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:claims AS integer[]), CAST(:statuses AS text[]),
+                CAST(:sids AS text[]), CAST(:attempts AS integer[]), CAST(:errors AS text[]),
+                CAST(:ats AS timestamptz[]), CAST(:extra_copies AS integer[]))
+         AS r(id, claim, status, sid, attempts, error, at, extra_copies)
+    -- fencing: only under the claim the message was sent with
+    WHERE o.id = r.id AND o.claim = r.claim
+    RETURNING o.id
+    """
+)
+
+
 async def record_outcomes(session: AsyncSession, batch: list[Outcome]) -> None:
-    """Mark messages and alerts, and put alert.sent / alert.failed in the outbox."""
-    await session.execute(
-        text(
-            "UPDATE outbound_messages SET status = :status, provider_sid = :sid, "
-            "attempts = attempts + :attempts, error = :error, sent_at = :at WHERE id = :id"
-        ),
-        [
-            {
-                "status": o.status,
-                "sid": o.sid,
-                "attempts": o.attempts,
-                "error": o.error,
-                "at": o.at if o.status == "sent" else None,
-                "id": o.message.id,
-            }
-            for o in batch
-        ],
+    """Mark messages and alerts, and put alert.sent / alert.failed in the outbox; a
+    result for a row another sender has claimed since is dropped."""
+    recorded = set(
+        (
+            await session.execute(
+                _RECORD,
+                {
+                    "ids": [o.message.id for o in batch],
+                    "claims": [o.message.claim for o in batch],
+                    "statuses": [o.status for o in batch],
+                    "sids": [o.sid for o in batch],
+                    "attempts": [o.attempts for o in batch],
+                    "errors": [o.error for o in batch],
+                    "ats": [o.at if o.status == "sent" else None for o in batch],
+                    "extra_copies": [o.extra_copies for o in batch],
+                },
+            )
+        ).scalars()
     )
+    if len(recorded) < len(batch):
+        fenced = [o.message.id for o in batch if o.message.id not in recorded]
+        FENCED_RESULTS.inc(len(fenced))
+        log.warning(
+            "send results refused: another sender reclaimed these messages meanwhile",
+            message_ids=fenced,
+        )
+        batch = [o for o in batch if o.message.id in recorded]
     alert_outcomes = [o for o in batch if o.message.kind == "alert"]
     if not alert_outcomes:
         return

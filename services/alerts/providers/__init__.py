@@ -13,13 +13,19 @@ class ProviderError(Exception):
     """A provider refused or failed a message. `reason` is stored on the message row,
     logged and published in `alert.failed`: a provider's text often names the number
     ("The 'To' number +33... is not a valid phone number"), so it is masked here, once,
-    for every provider."""
+    for every provider.
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    `maybe_accepted`: the request reached the provider and the answer was lost (a read
+    timeout, a dropped connection, a 5xx from a gateway in front of it): the provider may
+    have taken the message, so sending it again may give the member a second copy.
+    """
+
+    def __init__(self, reason: str, *, permanent: bool, maybe_accepted: bool = False) -> None:
         reason = mask_phone_numbers(reason)
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.maybe_accepted = maybe_accepted
 
 
 @dataclass(frozen=True)

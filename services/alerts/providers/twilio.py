@@ -4,7 +4,9 @@
 `From` (or `MessagingServiceSid`, which spreads the load over a pool of numbers),
 `Body` and `StatusCallback`, HTTP basic auth (account SID, auth token). 201 returns the
 message with its `sid`. A 4xx other than 429 is permanent (invalid number, opted out:
-retrying cannot help); 429, 5xx and timeouts are transient.
+retrying cannot help); 429, 5xx and timeouts are transient. A 5xx, a read timeout or
+a dropped connection may come after Twilio took the message (`maybe_accepted`): the
+sender counts the resend as a possible duplicate.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ import httpx
 
 from services.alerts.providers import Accepted, ProviderError
 from services.alerts.settings import Settings
+
+#: failures before the request left: Twilio cannot have taken the message
+_NEVER_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
 
 
 class TwilioProvider:
@@ -51,14 +61,23 @@ class TwilioProvider:
             client = self._clients[next(self._next) % len(self._clients)]
             response = await client.post(self._url, data=form)
         except httpx.TimeoutException as exc:
-            raise ProviderError(f"timeout: {type(exc).__name__}", permanent=False) from exc
+            raise ProviderError(
+                f"timeout: {type(exc).__name__}",
+                permanent=False,
+                maybe_accepted=not isinstance(exc, _NEVER_SENT),
+            ) from exc
         except httpx.TransportError as exc:
-            raise ProviderError(f"transport: {type(exc).__name__}", permanent=False) from exc
+            raise ProviderError(
+                f"transport: {type(exc).__name__}",
+                permanent=False,
+                maybe_accepted=not isinstance(exc, _NEVER_SENT),
+            ) from exc
         if response.status_code in (200, 201):
             return Accepted(str(response.json()["sid"]))
         reason = _reason(response)
         permanent = 400 <= response.status_code < 500 and response.status_code != 429
-        raise ProviderError(reason, permanent=permanent)
+        # a 5xx may come from a gateway after Twilio took the message; a 429 refused it
+        raise ProviderError(reason, permanent=permanent, maybe_accepted=response.status_code >= 500)
 
     async def aclose(self) -> None:
         for client in self._clients:
