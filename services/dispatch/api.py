@@ -37,6 +37,7 @@ from services.dispatch import (
 from services.dispatch.live import BoardFeed
 from services.dispatch.models import emergencies as emergencies_table
 from services.dispatch.schemas import (
+    MAX_BIGINT,
     SECTION_PATTERN,
     ApproveRequest,
     AssistanceAgreementCreate,
@@ -319,7 +320,7 @@ async def get_waves(
 )
 async def get_emergency_audit(
     emergency_id: uuid.UUID,
-    after_id: int = Query(0, ge=0),
+    after_id: int = Query(0, ge=0, le=MAX_BIGINT),
     limit: int = Query(500, ge=1, le=1000),
     principal: Principal = Depends(current_principal),
     session: AsyncSession = Depends(get_session),
@@ -459,13 +460,22 @@ async def get_cap(
     return Response(document, media_type="application/cap+xml")
 
 
-def _cap_error(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid CAP alert: {detail}")
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+def _cap_error(detail: str | ValidationError) -> HTTPException:
+    """A 422 in FastAPI's validation-error shape, like every other refused field: the
+    XML body as a whole (`loc` ["body"]), or the declaration field it fills."""
+    if isinstance(detail, ValidationError):
+        errors = [
+            (["body", *error["loc"]], f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}")
+            for error in detail.errors()
+        ]
+    else:
+        errors = [(["body"], detail)]
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [
+            {"loc": loc, "msg": f"invalid CAP alert: {msg}", "type": "value_error"}
+            for loc, msg in errors
+        ],
     )
 
 
@@ -507,7 +517,7 @@ async def post_cap(
         try:
             patch = EmergencyPatch.model_validate(fields)
         except ValidationError as exc:
-            raise _cap_error(_validation_detail(exc)) from exc
+            raise _cap_error(exc) from exc
         try:
             updated = await emergencies.update(session, settings, principal, target.id, patch)
         except emergencies.Forbidden as exc:
@@ -537,7 +547,7 @@ async def _cap_declare(
     try:
         declaration = EmergencyCreate.model_validate(body)
     except ValidationError as exc:
-        raise _cap_error(_validation_detail(exc)) from exc
+        raise _cap_error(exc) from exc
     if not principal.can_act_for(declaration.section):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"you do not act for section {declaration.section}"
@@ -691,8 +701,8 @@ async def delete_assistance_agreement(
 @router.get("/audit", response_model=list[AuditEntryOut], tags=["audit"])
 async def get_audit(
     emergency_id: uuid.UUID | None = None,
-    action: str | None = None,
-    after_id: int = Query(0, ge=0),
+    action: str | None = Query(None, max_length=64),
+    after_id: int = Query(0, ge=0, le=MAX_BIGINT),
     limit: int = Query(200, ge=1, le=1000),
     principal: Principal = Depends(current_principal),
     session: AsyncSession = Depends(get_session),

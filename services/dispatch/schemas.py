@@ -35,6 +35,9 @@ from shapely.validation import explain_validity
 
 from shared.events.emergencies import Category, EmergencyStatus, Severity, Urgency
 
+#: the largest number PostgreSQL's bigint holds: an id or cursor past it names no row,
+#: and asyncpg refuses to send it (a 500), so it is refused as a 422 first
+MAX_BIGINT = 2**63 - 1
 MIN_RADIUS_M = 100
 MAX_RADIUS_M = 50_000
 EARTH_RADIUS_M = 6_371_000.0

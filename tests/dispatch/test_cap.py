@@ -145,9 +145,9 @@ async def test_cap_in_declares_and_cancel_closes_and_cap_out_validates(
             headers=headers, params={"section": SECTION},
         )  # fmt: skip
         assert bad.status_code == 422
-        assert "area.radius_m" in bad.json()["detail"]
+        assert "area.radius_m" in str(bad.json()["detail"])
         broken = await client.post("/emergencies/cap", content=b"<nope", headers=headers)
-        assert broken.status_code == 422 and "not well-formed" in broken.json()["detail"]
+        assert broken.status_code == 422 and "not well-formed" in str(broken.json()["detail"])
 
         drill = await client.post(
             "/emergencies/cap",
@@ -190,7 +190,7 @@ async def test_cap_in_declares_and_cancel_closes_and_cap_out_validates(
             ),
             headers=headers,
         )  # fmt: skip
-        assert unknown.status_code == 422 and "references no alert" in unknown.json()["detail"]
+        assert unknown.status_code == 422 and "references no alert" in str(unknown.json()["detail"])
 
         closed_cap = await client.get(
             f"/emergencies/{emergency['id']}/cap", headers=staff.coordinator()
