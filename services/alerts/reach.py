@@ -37,12 +37,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from shapely.geometry import shape
 from shapely.validation import explain_validity
-from sqlalchemy import select as sql_select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.alerts import erasure
 from services.alerts.alerting import committed_elsewhere
 from services.alerts.index import SearchArea, TargetingIndex, haversine_m, search_area
-from services.alerts.models import sms_opt_outs
 from services.alerts.ratelimit import WindowLimit
 from services.alerts.selection import (
     Target,
@@ -303,7 +302,8 @@ async def preview(
     near_ids = {str(m.member_id) for m in near}
     # nobody is an emergency yet: every accepted member of an active one is committed
     committed = await committed_elsewhere(session, uuid.UUID(int=0))
-    opted_out = set((await session.execute(sql_select(sms_opt_outs.c.phone))).scalars())
+    # as selection does: plain STOPs and erased members' STOPs kept as keyed hashes
+    opted_out = await erasure.opt_outs(session, settings)
     return count_reach(
         near,
         target,
