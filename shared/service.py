@@ -103,8 +103,12 @@ class ServiceRuntime:
         on_tombstone: TombstoneHandler | None = None,
         transactional: bool = True,
         max_poll_records: int = 100,
+        batch_transactions: bool = False,
     ) -> EventConsumer:
-        """Subscribe a consumer group to (unprefixed) `topics`; call before `start`."""
+        """Subscribe a consumer group to (unprefixed) `topics`; call before `start`.
+
+        `batch_transactions`: each key's records of one poll share one transaction (only
+        for handlers whose every effect is in the database; see shared.consumer)."""
         consumer = EventConsumer(
             name=name or self.settings.consumer_group,
             handlers=handlers,
@@ -114,6 +118,7 @@ class ServiceRuntime:
             max_attempts=self.settings.consumer_max_attempts,
             retry_base_s=self.settings.consumer_retry_base_s,
             transient_retry_max_s=self.settings.consumer_transient_retry_max_s,
+            batch_transactions=batch_transactions,
         )
         subscribe(
             self.broker,

@@ -40,6 +40,9 @@ def build(settings: Settings | None = None) -> FastAPI:
         topics=[ALERTS, RESPONSES],
         handlers={event.event_type: handler for event in BOARD_EVENTS},
         transactional=True,
+        # the board's effects are all in PostgreSQL (rows, outbox, NOTIFY on commit), so
+        # one emergency's answers of a poll apply in one transaction
+        batch_transactions=True,
     )
     feed = BoardFeed(settings.database_url, board_store.channel(settings))
     loops: list[BoardFeed | EscalationScheduler | SummaryPublisher | WebhookDeliverer] = [
