@@ -58,8 +58,14 @@ class Settings(MusterSettings):
     webhook_retry_max_s: float = Field(
         300.0, gt=0, validation_alias=AliasChoices("DISPATCH_WEBHOOK_RETRY_MAX_S")
     )
+    #: the whole of one delivery (DNS, connect, send, headers, reading the answer): a
+    #: total deadline, which a receiver dripping a byte at a time cannot stretch
     webhook_timeout_s: float = Field(
         5.0, gt=0, validation_alias=AliasChoices("DISPATCH_WEBHOOK_TIMEOUT_S")
+    )
+    #: subscriptions one instance delivers to at once (each in its own order)
+    webhook_concurrency: int = Field(
+        16, ge=1, le=1000, validation_alias=AliasChoices("DISPATCH_WEBHOOK_CONCURRENCY")
     )
     #: let webhooks reach loopback/private/link-local/... addresses (off: SSRF guard)
     webhook_allow_private: bool = Field(
