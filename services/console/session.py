@@ -310,6 +310,19 @@ async def login(
              "error": pages.gettext("Wrong email or password.", lang)},
             status_code=status.HTTP_401_UNAUTHORIZED,
         )  # fmt: skip
+    except upstream.SignInHeld as held:
+        seconds = held.retry_after_s
+        message = (
+            pages.gettext("Too many failed sign-ins. Try again in %(s)s seconds.", lang, s=seconds)
+            if held.locked
+            else pages.gettext("Sign-in is busy. Try again in %(s)s seconds.", lang, s=seconds)
+        )
+        return pages.render(
+            request,
+            "login.html",
+            {"next": safe_next(next), "email": email, "error": message},
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        )
     verifier: TokenVerifier = request.app.state.verifier
     try:
         principal = await verifier.verify(token)

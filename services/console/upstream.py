@@ -30,6 +30,15 @@ class WrongCredentials(Exception):
     """Members refused the email and password."""
 
 
+class SignInHeld(Exception):
+    """Members holds sign-ins for a while: too many failures (429), or too many password
+    checks at once (503)."""
+
+    def __init__(self, retry_after_s: int, locked: bool) -> None:
+        self.retry_after_s = retry_after_s
+        self.locked = locked
+
+
 class UpstreamError(Exception):
     """An API answered with an error (or did not answer: status 502)."""
 
@@ -193,15 +202,23 @@ UserApi = Annotated[Api, Depends(api_of)]
 
 async def sign_in(request: Request, email: str, password: str) -> str:
     """Members' access token for these credentials (WrongCredentials if refused)."""
+    # members locks sign-ins out per client address too: name the person's address, or
+    # everyone signing in through the console would share one lockout (members believes
+    # this header only from addresses in its MUSTER_FORWARDED_ALLOW_IPS)
+    client = request.client.host if request.client else ""
     try:
         answer = await client_of(request).post(
             base_url(request, "members") + "/auth/token",
             data={"username": email, "password": password},
+            headers={"X-Forwarded-For": client} if client else {},
         )
     except httpx.HTTPError as exc:
         raise UpstreamError("members", 502, "members did not answer") from exc
     if answer.status_code in (400, 401, 422):
         raise WrongCredentials
+    if answer.status_code in (429, 503):
+        retry = answer.headers.get("retry-after", "")
+        raise SignInHeld(int(retry) if retry.isdigit() else 30, answer.status_code == 429)
     if answer.status_code >= 400:
         raise UpstreamError("members", 502, _detail(answer))
     return str(answer.json()["access_token"])

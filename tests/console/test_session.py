@@ -82,6 +82,16 @@ async def test_wrong_password_shows_an_error_and_signs_nobody_in(console: httpx.
     assert "Sign out" not in await header_text(console)
 
 
+async def test_a_locked_out_sign_in_says_when_to_try_again(console: httpx.AsyncClient):
+    # members locks an account out after a few failures (unknown emails too, so accounts
+    # cannot be probed); the page says so instead of "wrong password" or a server error
+    answers = [await sign_in(console, "nobody@example.org", "guess") for _ in range(8)]
+    assert answers[0].status_code == 401
+    assert answers[-1].status_code == 429
+    assert "Too many failed sign-ins. Try again in" in answers[-1].text
+    assert 'role="alert"' in answers[-1].text
+
+
 async def test_sign_in_shows_email_role_and_sections_then_sign_out(console: httpx.AsyncClient):
     before = csrf_of((await console.get("/login")).text)
     response = await sign_in(console, ADMIN_EMAIL, ADMIN_PASSWORD)
