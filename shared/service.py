@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -32,7 +33,6 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.consumer import EventConsumer, Handler, TombstoneHandler, subscribe
@@ -358,12 +358,14 @@ class NulCharacterRefusal:
     PostgreSQL refuses NUL in `text` ("invalid byte sequence"), Redis keys and the
     answer page's tokens would carry it on; no person types one. Refusing it here, once,
     means no handler has to remember. Path parameters are named by matching the app's
-    routes; bodies are read (they are already bounded by `RequestBodyLimit`) and replayed
-    to the app unchanged. A body that is not valid JSON is left to FastAPI's own 422.
+    documented paths (its OpenAPI document); bodies are read (they are already bounded by
+    `RequestBodyLimit`) and replayed to the app unchanged. A body that is not valid JSON
+    is left to FastAPI's own 422.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._path_patterns: list[re.Pattern[str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -391,23 +393,37 @@ class NulCharacterRefusal:
             return
         await self.app(scope, replay, send)
 
-    @staticmethod
-    def _in_path(scope: Scope) -> list[Loc]:
+    def _in_path(self, scope: Scope) -> list[Loc]:
         path = scope.get("path", "")
         if NUL not in path:
             return []
-        app = scope.get("app")
-        for route in getattr(getattr(app, "router", None), "routes", []):
-            match, child = route.matches(scope)
-            if match != Match.NONE:
+        for template in self._templates(scope.get("app")):
+            match = template.match(path)
+            if match:
                 named: list[Loc] = [
-                    ("path", name)
-                    for name, value in child.get("path_params", {}).items()
-                    if NUL in str(value)
+                    ("path", name) for name, value in match.groupdict().items() if NUL in value
                 ]
                 if named:
                     return named
         return [("path",)]
+
+    def _templates(self, app: Any) -> list[re.Pattern[str]]:
+        """The app's documented paths as patterns naming their parameters (from its OpenAPI
+        document: the public description of its routes), built on first use."""
+        if self._path_patterns is None:
+            paths = app.openapi().get("paths", {}) if hasattr(app, "openapi") else {}
+            self._path_patterns = [path_pattern(template) for template in paths]
+        return self._path_patterns
+
+
+def path_pattern(template: str) -> re.Pattern[str]:
+    """`/members/{member_id}` as a pattern with a group per parameter."""
+    parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::path)?\}", template)
+    pattern = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+        for index, part in enumerate(parts)
+    )
+    return re.compile(f"^{pattern}$", re.DOTALL)
 
 
 def _nul_in_body(media_type: str, body: bytes) -> list[Loc]:

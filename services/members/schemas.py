@@ -41,7 +41,7 @@ class SectionIn(_In):
     code: SectionCode
     name: str = Field(min_length=1, max_length=200)
     country: str = Field(pattern=r"^[A-Z]{2}$")
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", max_length=64)
     language: Language = "en"
 
     @field_validator("timezone")
@@ -66,7 +66,7 @@ class SectionPatch(_In):
     """`PATCH /sections/{code}`: only the fields given change (the code and country stay)."""
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    timezone: str | None = None
+    timezone: str | None = Field(None, max_length=64)
     language: Language | None = None
 
     @field_validator("timezone")
@@ -305,7 +305,7 @@ class AccountIn(_In):
     email: EmailStr
     password: str = Field(min_length=12, max_length=256)
     role: Role
-    sections: list[SectionCode] = Field(default_factory=list, validate_default=True)
+    sections: list[SectionCode] = Field(default_factory=list, max_length=64, validate_default=True)
 
     @field_validator("sections")
     @classmethod

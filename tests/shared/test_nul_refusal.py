@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from fastapi import Body, FastAPI, Form, Query
+from fastapi import APIRouter, Body, FastAPI, Form, Query
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,6 +39,14 @@ def guarded_app() -> FastAPI:
     async def form(Body: str = Form(...)) -> dict[str, str]:
         return {"Body": Body}
 
+    # the services' routes live in included routers (FastAPI nests them)
+    members = APIRouter()
+
+    @members.get("/members/{member_id}/qualifications/{code}")
+    async def qualification(member_id: str, code: str) -> dict[str, str]:
+        return {"member_id": member_id, "code": code}
+
+    app.include_router(members)
     app.add_middleware(NulCharacterRefusal)
     app.add_middleware(RequestBodyLimit, max_bytes=10_000, upload_max_bytes=10_000)
     return app
@@ -63,6 +71,11 @@ async def test_nul_in_a_query_parameter_is_named() -> None:
 
 async def test_nul_in_a_path_parameter_is_named() -> None:
     assert locs(await call("GET", "/things/%00")) == [["path", "code"]]
+
+
+async def test_nul_in_a_path_parameter_of_an_included_router_is_named() -> None:
+    response = await call("GET", "/members/m1/qualifications/FIRST%00AID")
+    assert locs(response) == [["path", "code"]]
 
 
 async def test_nul_in_a_path_no_route_matches_is_refused_too() -> None:
