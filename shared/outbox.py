@@ -388,7 +388,9 @@ class OutboxRelay:
         woken = asyncio.ensure_future(self._woken.wait())
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({woken, stopping}, timeout=self._poll, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {woken, stopping}, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             woken.cancel()
             stopping.cancel()
