@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
@@ -126,7 +127,11 @@ async def board_page(request: Request, user: Coordinator, emergency_id: uuid.UUI
 @router.get("/emergencies/{emergency_id}/stream", include_in_schema=False)
 async def board_stream(request: Request, user: Coordinator, emergency_id: uuid.UUID) -> Response:
     """Dispatch's SSE stream, passed through byte for byte (`board` snapshot, then `row`
-    events, and its keep-alive pings)."""
+    events, and its keep-alive pings).
+
+    When dispatch ends its stream (it cuts off a console that fell behind) or loses it
+    (a restart), this one ends too, cleanly: board.js then reconnects, and the new
+    stream's first event is the whole board, which replaces every row it had."""
     api = Api(request, user)
     base = f"/emergencies/{emergency_id}"
     ticket = await api.dispatch.post(f"{base}/stream-ticket")
@@ -137,6 +142,8 @@ async def board_stream(request: Request, user: Coordinator, emergency_id: uuid.U
         try:
             async for chunk in response.aiter_raw():
                 yield chunk
+        except httpx.HTTPError:
+            return  # dispatch went away mid-stream: end ours, the browser reconnects
         finally:
             await upstream.__aexit__(None, None, None)
 

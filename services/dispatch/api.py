@@ -396,17 +396,25 @@ async def stream_principal(
     "/emergencies/{emergency_id}/stream",
     tags=["board"],
     summary="Server-Sent Events: a `board` snapshot, then one `row` event per change",
+    description="A console more than `DISPATCH_BOARD_STREAM_QUEUE` changes behind is cut "
+    "off: the stream ends, and reconnecting starts again with a `board` snapshot.",
 )
 async def stream_board(
     request: Request,
     emergency_id: uuid.UUID,
     principal: Principal = Depends(stream_principal),
     session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> EventSourceResponse:
     row = await _visible(session, principal, emergency_id, "coordinator", "admin")
     feed: BoardFeed = request.app.state.board_feed
-    queue = feed.subscribe(emergency_id)
-    snapshot = await board_store.all_rows(session, emergency_id, row.members_needed)
+    # subscribed before the snapshot is read: a change in between is sent twice, never lost
+    subscription = feed.subscribe(emergency_id, settings.board_stream_queue)
+    try:
+        snapshot = await board_store.all_rows(session, emergency_id, row.members_needed)
+    except BaseException:
+        feed.unsubscribe(subscription)
+        raise
     await session.close()
 
     async def events() -> AsyncIterator[dict[str, str]]:
@@ -418,11 +426,12 @@ async def stream_board(
                      "rows": [board_store.row_json(r) for r in snapshot]}
                 ),
             }  # fmt: skip
-            while True:
-                change = await queue.get()
+            while (change := await subscription.next_change()) is not None:
                 yield {"event": "row", "data": json.dumps(change)}
+            # cut off for falling behind: ending the stream makes the browser's
+            # EventSource reconnect, and its first event is the whole board again
         finally:
-            feed.unsubscribe(emergency_id, queue)
+            feed.unsubscribe(subscription)
 
     return EventSourceResponse(events(), ping=15)
 

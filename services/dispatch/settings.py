@@ -72,6 +72,12 @@ class Settings(MusterSettings):
         False, validation_alias=AliasChoices("DISPATCH_WEBHOOK_ALLOW_PRIVATE")
     )
 
+    #: board changes a console's stream may be behind before it is cut off (it then
+    #: reconnects and reloads the whole board)
+    board_stream_queue: int = Field(
+        1000, ge=10, le=100_000, validation_alias=AliasChoices("DISPATCH_BOARD_STREAM_QUEUE")
+    )
+
     #: the web console: the old board address `/console/{id}` redirects to its board page
     console_url: str = Field(
         "http://127.0.0.1:8000", validation_alias=AliasChoices("DISPATCH_CONSOLE_URL")
