@@ -5,10 +5,13 @@ event is applied once. They never call the provider: they write the `alerts` row
 the `outbound_messages` the sender will send, and `pg_notify` the senders, which hear
 it when the transaction commits. A Kafka poll never waits for an SMS.
 
-A wave is written in chunks, nearest first (ALERTS_RECORD_FIRST_CHUNK rows, then
-ALERTS_RECORD_CHUNK): every chunk but the last commits in its own transaction, so the
-sender starts on the nearest members while the rest are written; the last chunk, the
-`alert_waves` row that marks the wave complete and `processed_events` commit together.
+A wave is written in chunks, nearest first. The nearest page (ALERTS_RECORD_FIRST_CHUNK
+members) is selected on its own, recorded and committed in its own transaction, and this
+process's sender is woken in-process (`on_recorded`) before the rest of the wave is even
+selected: a one-member emergency's SMS leaves as soon as its one row commits. The rest
+follows in chunks of ALERTS_RECORD_CHUNK, each but the last committed on its own; the
+last chunk, the `alert_waves` row that marks the wave complete and `processed_events`
+commit together.
 Each member's row is unique per emergency (ON CONFLICT DO NOTHING), so a crash between
 chunks redelivers the event and the recording resumes: the selection leaves out the
 members already alerted and asks only for the wave's count minus its rows already
@@ -17,12 +20,13 @@ written, which (nearest first) are the same remaining members as before.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import secrets
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -135,11 +139,15 @@ class Alerting:
         settings: Settings,
         index: TargetingIndex,
         sessionmaker: async_sessionmaker[AsyncSession],
+        on_recorded: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         #: for the chunks of a wave committed before the event's own transaction
         self.db = sessionmaker
+        #: called once a chunk committed on its own: wakes this process's sender at once,
+        #: without the round trip of its NOTIFY through PostgreSQL
+        self.on_recorded = on_recorded
 
     # --- declared / escalated: select and record ---------------------------------------
 
@@ -281,45 +289,62 @@ class Alerting:
         in_wave = sum(1 for a in alerted if a.wave == wave)
         committed = await committed_elsewhere(session, emergency.id)
         opted_out = await erasure.opt_outs(session, self.settings)
-        chosen, considered = await choose(
-            self.index,
-            dataclasses.replace(target, count=max(target.count - in_wave, 0)),
-            search_area(area, search_radius),
-            now,
-            live_max_age_s=self.settings.live_position_max_age_s,
-            already_alerted=already,
-            committed=committed,
-            opted_out_phones=opted_out,
-        )
-        selected_s = time.perf_counter() - started
-        open_elsewhere = await open_alert_members(
-            session, emergency.id, [c.member_id for c in chosen]
-        )
-        recorded = 0
+        where = search_area(area, search_radius)
+        remaining = max(target.count - in_wave, 0)
+
+        async def nearest(count: int, excluded: Collection[UUID]) -> tuple[list[Chosen], int]:
+            if count <= 0:
+                return [], 0
+            return await choose(
+                self.index,
+                dataclasses.replace(target, count=count),
+                where,
+                now,
+                live_max_age_s=self.settings.live_position_max_age_s,
+                already_alerted=excluded,
+                committed=committed,
+                opted_out_phones=opted_out,
+            )
+
+        # the nearest page first: selected, recorded and committed on its own, and the
+        # sender woken, before the rest of the wave is even selected. Selection is
+        # nearest first (a prefix of the whole wave's), so the rest is the next members.
+        first_count = min(remaining, self.settings.record_first_chunk)
+        first, considered = await nearest(first_count, already)
+        rest: list[Chosen] = []
         first_ms: float | None = None
+        recorded = 0
+        if first:
+            written = await self._record_own(emergency, first, wave, in_wave)
+            if written is None:
+                return
+            recorded += written
+            first_ms = (time.perf_counter() - started) * 1000
+            await self._pause_between_chunks()
+        if len(first) == first_count and remaining > first_count:
+            rest, more = await nearest(
+                remaining - first_count, {*already, *(c.member_id for c in first)}
+            )
+            considered += more
+        selected_s = time.perf_counter() - started
+        offset = in_wave + len(first)
         chunks = list(
-            record_chunks(len(chosen), self.settings.record_first_chunk, self.settings.record_chunk)
+            record_chunks(len(rest), self.settings.record_chunk, self.settings.record_chunk)
         )
         for start, end in chunks[:-1]:
             # committed on its own: the sender sends it while the next ones are written
-            async with self.db() as own, own.begin():
-                if not await _still_active(own, emergency.id):
-                    log.info(
-                        "emergency closed while its wave was recorded, rest not recorded",
-                        emergency_id=str(emergency.id),
-                        wave=wave,
-                    )
-                    return
-                recorded += await self._record(
-                    own, emergency, chosen[start:end], wave, open_elsewhere, in_wave + start
-                )
-                await self._notify(own)
-            if first_ms is None:
-                first_ms = (time.perf_counter() - started) * 1000
+            written = await self._record_own(emergency, rest[start:end], wave, offset + start)
+            if written is None:
+                return
+            recorded += written
+            await self._pause_between_chunks()
         # the last chunk commits with the wave's mark and the event's processed_events row
         for start, end in chunks[-1:]:
+            open_elsewhere = await open_alert_members(
+                session, emergency.id, [c.member_id for c in rest[start:end]]
+            )
             recorded += await self._record(
-                session, emergency, chosen[start:end], wave, open_elsewhere, in_wave + start
+                session, emergency, rest[start:end], wave, open_elsewhere, offset + start
             )
         await session.execute(_MARK_WAVE_COMPLETE, {"emergency_id": emergency.id, "wave": wave})
         await self._notify(session)
@@ -328,15 +353,42 @@ class Alerting:
             emergency_id=str(emergency.id),
             wave=wave,
             candidates=considered,
-            selected=len(chosen),
+            selected=len(first) + len(rest),
             resumed_after=in_wave,
             recorded=recorded,
-            chunks=len(chunks),
+            chunks=len(chunks) + (1 if first else 0),
             selection_ms=round(selected_s * 1000, 1),
             first_chunk_ms=round(first_ms, 1) if first_ms is not None else None,
             total_ms=round((time.perf_counter() - started) * 1000, 1),
             causationid=causation,
         )
+
+    async def _record_own(
+        self, emergency: Any, chosen: Sequence[Chosen], wave: int, offset: int
+    ) -> int | None:
+        """Record one chunk in a transaction of its own and wake this process's sender
+        once it commits (the NOTIFY wakes the other processes' senders): the rows
+        written, or None when the emergency was closed meanwhile (nothing recorded)."""
+        async with self.db() as own, own.begin():
+            if not await _still_active(own, emergency.id):
+                log.info(
+                    "emergency closed while its wave was recorded, rest not recorded",
+                    emergency_id=str(emergency.id),
+                    wave=wave,
+                )
+                return None
+            open_elsewhere = await open_alert_members(
+                own, emergency.id, [c.member_id for c in chosen]
+            )
+            written = await self._record(own, emergency, chosen, wave, open_elsewhere, offset)
+            await self._notify(own)
+        if self.on_recorded is not None:
+            self.on_recorded()
+        return written
+
+    async def _pause_between_chunks(self) -> None:
+        if self.settings.fault_pause_between_chunks_s:
+            await asyncio.sleep(self.settings.fault_pause_between_chunks_s)
 
     async def _notify(self, session: AsyncSession) -> None:
         """Wake the senders (they hear it when the transaction commits)."""

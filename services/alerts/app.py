@@ -46,8 +46,8 @@ def build(settings: Settings | None = None) -> FastAPI:
     redis_client = runtime.redis
     assert redis_client is not None
     index = TargetingIndex(redis_client, settings)
-    alerting = Alerting(settings, index, runtime.db)
     sender = Sender(settings, runtime.db, provider_for(settings), redis_client)
+    alerting = Alerting(settings, index, runtime.db, on_recorded=sender.wake)
     background: list[asyncio.Task[None]] = []
 
     async def on_member(delivery: Delivery) -> None:

@@ -49,8 +49,10 @@ class Settings(MusterSettings):
     #: first wave: members_needed times this
     over_alert_factor: int = Field(3, ge=1, validation_alias=_env("ALERTS_OVER_ALERT_FACTOR"))
     #: a wave's alert rows (and their SMS) are written in chunks, nearest first, each
-    #: committed on its own so the sender starts on the first while the rest are written
-    record_first_chunk: int = Field(200, ge=1, validation_alias=_env("ALERTS_RECORD_FIRST_CHUNK"))
+    #: committed on its own so the sender starts on the first while the rest are written.
+    #: The first is selected on its own too: about what one sender has in flight, so the
+    #: first SMS waits for a small GEOSEARCH page, not the whole wave's selection
+    record_first_chunk: int = Field(50, ge=1, validation_alias=_env("ALERTS_RECORD_FIRST_CHUNK"))
     record_chunk: int = Field(2000, ge=1, validation_alias=_env("ALERTS_RECORD_CHUNK"))
     #: a live position older than this is ignored (home is used)
     live_position_max_age_s: int = Field(
@@ -74,6 +76,11 @@ class Settings(MusterSettings):
     #: message, before the row is marked sent
     fault_pause_after_send_s: float = Field(
         0.0, ge=0, validation_alias=_env("ALERTS_FAULT_PAUSE_AFTER_SEND_S")
+    )
+    #: fault injection for the crash tests only: pause after each chunk of a wave that
+    #: commits on its own, before the next one is selected or written
+    fault_pause_between_chunks_s: float = Field(
+        0.0, ge=0, validation_alias=_env("ALERTS_FAULT_PAUSE_BETWEEN_CHUNKS_S")
     )
 
     @model_validator(mode="after")

@@ -128,3 +128,75 @@ async def test_redelivery_after_a_partial_recording_alerts_each_selected_member_
         assert [tuple(w) for w in waves] == [(emergency.emergency_id, 1, 300)]
     finally:
         service.stop()
+
+
+async def _count(engine: AsyncEngine, sql: str) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def test_first_page_sent_before_the_rest_is_written_then_sigkill_alerts_each_member_once(
+    alerts_env: dict[str, str],
+    twilio: FakeTwilio,
+    topics: Topics,
+    redis_client: redis.Redis,
+    admin_engine: AsyncEngine,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    """The real process, its own sender woken by the first page's commit: the nearest 40
+    are texted while the rest of the wave is not even written (the pause between chunks
+    holds it there), the process is SIGKILLed, and its successor, redelivered the event,
+    writes and sends the rest: every one of the 300 nearest gets exactly one SMS."""
+    members = [member(lat=CENTRE[0] + i * 0.00002, lon=CENTRE[1]) for i in range(400)]
+    await publish_members(topics.bootstrap, topics(MEMBERS_STATE), members)
+    env = {**alerts_env, "ALERTS_RECORD_FIRST_CHUNK": "40", "ALERTS_RECORD_CHUNK": "100"}
+    paused = {**env, "ALERTS_FAULT_PAUSE_BETWEEN_CHUNKS_S": "600"}
+    service = start_service("alerts", paused, tmp_path)
+    restarted = None
+    try:
+        await wait_indexed(redis_client, topics.prefix, members)
+        emergency = declared(radius_m=5000, members_needed=100)  # a wave of 300
+        await publish(
+            topics.bootstrap,
+            topics(EMERGENCIES),
+            [make_envelope(emergency, source="muster.dispatch")],
+        )
+        assert await twilio.wait_for_async(lambda ms: len(ms) >= 40, 60), "first page not sent"
+        # the first page's results recorded (so the kill leaves nothing 'sending' to resend)
+        sent = f"SELECT count(*) FROM \"{schema}\".outbound_messages WHERE status = 'sent'"
+        for _ in range(200):
+            if await _count(admin_engine, sent) == 40:
+                break
+            await asyncio.sleep(0.05)
+        assert await _count(admin_engine, sent) == 40
+        # ... while the rest of the wave was not written: the first page went out first
+        assert await _count(admin_engine, f'SELECT count(*) FROM "{schema}".alerts') == 40
+        assert await _count(admin_engine, f'SELECT count(*) FROM "{schema}".alert_waves') == 0
+        assert sorted(s.to for s in twilio.messages) == sorted(m.phone or "" for m in members[:40])
+
+        service.kill()
+        restarted = start_service("alerts", env, tmp_path)
+        assert await twilio.wait_for_async(lambda ms: len(ms) >= 300, 90)
+        await asyncio.sleep(1.5)  # anything extra would arrive now
+
+        phones = sorted(sms.to for sms in twilio.messages)
+        assert phones == sorted(m.phone or "" for m in members[:300])  # once each
+        async with admin_engine.connect() as conn:
+            waves = (
+                await conn.execute(text(f'SELECT wave, recorded FROM "{schema}".alert_waves'))
+            ).all()
+            ranks = (
+                await conn.execute(
+                    text(
+                        f"SELECT count(*), count(DISTINCT alert_id), count(DISTINCT rank) "
+                        f"FROM \"{schema}\".outbound_messages WHERE kind = 'alert'"
+                    )
+                )
+            ).one()
+        assert [tuple(w) for w in waves] == [(1, 300)]
+        assert tuple(ranks) == (300, 300, 300)
+    finally:
+        service.kill()
+        if restarted is not None:
+            restarted.stop()
