@@ -8,6 +8,8 @@ and bounds every request body (`RequestBodyLimit`: what is accepted ends up in e
 and Kafka refuses a record over 1 MiB). `NulCharacterRefusal` refuses NUL characters in
 the path, the query, form fields and JSON strings with a 422 naming the field:
 PostgreSQL's text cannot hold them, so they would otherwise fail as a 500 deep inside.
+A request that fails because PostgreSQL, Redis or Kafka is unreachable (a restart, a
+failover) is answered 503 with `Retry-After`, not 500 (`infrastructure_unavailable`).
 
 Shutdown order matters for the guarantees: stop consuming first (in-flight handlers
 finish and their offsets commit), then let the relay finish its batch, then flush and
@@ -26,16 +28,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
+import asyncpg
+import httpx
 import redis.asyncio as redis
+import sqlalchemy.exc
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis import exceptions as redis_errors
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.consumer import EventConsumer, Handler, TombstoneHandler, subscribe
+from shared.consumer import EventConsumer, Handler, TombstoneHandler, is_transient, subscribe
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.kafka import new_producer
 from shared.observability import bind_correlation, configure_logging, get_logger
@@ -479,6 +487,45 @@ async def _send_json(send: Send, status_code: int, content: dict[str, Any]) -> N
     await send({"type": "http.response.body", "body": body})
 
 
+#: what a request may fail with while PostgreSQL, Redis or Kafka is unreachable; each is
+#: answered 503 only if `is_transient` says it is an outage (an IntegrityError is a
+#: DBAPIError too, and stays a 500: it is a bug)
+OUTAGE_ERROR_TYPES: tuple[type[Exception], ...] = (
+    OSError,
+    sqlalchemy.exc.DBAPIError,
+    sqlalchemy.exc.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    redis_errors.RedisError,
+    kafka_errors.KafkaError,
+    httpx.TransportError,
+)
+#: seconds a client is asked to wait before trying again during an outage
+RETRY_AFTER_S = 5
+OUTAGE_DETAIL = (
+    "a database, Redis or Kafka server this service needs is unreachable right now "
+    f"(a restart or a failover); try again in {RETRY_AFTER_S} seconds"
+)
+
+
+async def infrastructure_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with `Retry-After` for a request that failed because the infrastructure is
+    unreachable: a client (or Twilio, which retries webhooks) should come back, and a
+    500 would say the request itself is wrong. Anything else goes on to the 500."""
+    if not is_transient(exc):
+        raise exc
+    log.warning(
+        "infrastructure unreachable: answered 503",
+        error_class=type(exc).__name__,
+        method=request.method,
+    )
+    return JSONResponse(
+        {"detail": OUTAGE_DETAIL},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def health_router(checks: Callable[[], Mapping[str, ReadinessCheck]]) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -551,6 +598,8 @@ def create_app(
         max_bytes=runtime.settings.max_body_bytes,
         upload_max_bytes=runtime.settings.max_upload_bytes,
     )
+    for error_type in OUTAGE_ERROR_TYPES:
+        app.add_exception_handler(error_type, infrastructure_unavailable)
     app.include_router(health_router(runtime.readiness_checks))
     for router in routers:
         app.include_router(router)
