@@ -8,10 +8,10 @@ it when the transaction commits. A Kafka poll never waits for an SMS.
 A wave is written in chunks, nearest first. The nearest page (ALERTS_RECORD_FIRST_CHUNK
 members) is selected on its own, recorded and committed in its own transaction, and this
 process's sender is woken in-process (`on_recorded`) before the rest of the wave is even
-selected: a one-member emergency's SMS leaves as soon as its one row commits. The rest
-follows in chunks of ALERTS_RECORD_CHUNK, each but the last committed on its own; the
-last chunk, the `alert_waves` row that marks the wave complete and `processed_events`
-commit together.
+selected. The rest follows in chunks of ALERTS_RECORD_CHUNK, each but the last committed
+on its own; the last chunk, the `alert_waves` row that marks the wave complete and
+`processed_events` commit together. A wave no larger than the first page is one
+transaction (the event's).
 Each member's row is unique per emergency (ON CONFLICT DO NOTHING), so a crash between
 chunks redelivers the event and the recording resumes: the selection leaves out the
 members already alerted and asks only for the wave's count minus its rows already
@@ -312,6 +312,13 @@ class Alerting:
         first_count = min(remaining, self.settings.record_first_chunk)
         first, considered = await nearest(first_count, already)
         rest: list[Chosen] = []
+        if remaining <= first_count:
+            # the whole wave is its first page: one transaction with the event's, whose
+            # commit NOTIFYs the sender. Measured (docs/performance.md): committing it on
+            # its own first and waking the sender in-process was not faster for these
+            # small waves on the loaded 2-core machine (a second commit, and the sender
+            # then competes with the handler's tail for the one thread).
+            rest, first = first, []
         first_ms: float | None = None
         recorded = 0
         if first:
