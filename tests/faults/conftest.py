@@ -38,6 +38,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from twilio.request_validator import RequestValidator
@@ -311,6 +312,26 @@ class FaultPlatform:
         result: dict[str, Any] = response.json()
         return result
 
+    async def consumer_lag(self) -> int:
+        """Records on the suite's topics that its consumer groups have not committed."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.servers.kafka.bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.servers.kafka.bootstrap)
+        await admin.start()
+        await consumer.start()
+        try:
+            lag = 0
+            for group, _ in await admin.list_consumer_groups():
+                committed = await admin.list_consumer_group_offsets(group)
+                mine = [tp for tp in committed if tp.topic.startswith(self.prefix)]
+                if not mine:
+                    continue
+                ends = await consumer.end_offsets(mine)
+                lag += sum(max(0, ends[tp] - committed[tp].offset) for tp in mine)
+            return lag
+        finally:
+            await consumer.stop()
+            await admin.close()
+
     async def events(self, *topics: str, emergency_id: str) -> list[Envelope]:
         """Every event of `emergency_id` on `topics` (contract names) as it is now: read
         from the start to the end offsets the topics have when this is called."""
@@ -474,6 +495,10 @@ async def fault_platform(shared_platform: FaultPlatform) -> FaultPlatform:
         return waiting
 
     await p.eventually(unready, lambda names: not names, "every service ready", timeout_s=120)
+    # what an earlier test left for the consumers (2,000 alert events for dispatch, say)
+    # is applied before this one starts: its waits measure its own fault, not a backlog
+    await p.eventually(p.consumer_lag, lambda lag: lag == 0, "consumers caught up",
+                       timeout_s=600, every_s=2.0)  # fmt: skip
     p.started_at = time.monotonic()
     return p
 
