@@ -144,6 +144,17 @@ def allowed_without_second_person(approved: Reach | None, settings: Settings) ->
     )
 
 
+def escalation_ceiling_m(*, approved: bool, settings: Settings) -> int:
+    """How far automatic waves may reach. The escalation radius is part of the two-person
+    rule: an emergency one person declared (under the thresholds) escalates up to the
+    approval radius and no farther; one a second person approved was approved with its
+    whole plan, shown to them, up to the maximum. Going farther is an area change, which
+    needs approval like any other."""
+    if approved:
+        return settings.escalation_max_radius_m
+    return min(settings.escalation_max_radius_m, settings.approval_radius_m)
+
+
 def approved_reach(row: Row[Any]) -> Reach | None:
     if row.approved_reach_m is None or row.approved_members is None:
         return None
@@ -293,7 +304,9 @@ async def _activate(session: AsyncSession, settings: Settings, emergency_id: uui
         delay_s=settings.escalation_delay_s,
         delay_extreme_s=settings.escalation_delay_extreme_s,
         factor=settings.escalation_radius_factor,
-        max_radius_m=settings.escalation_max_radius_m,
+        max_radius_m=escalation_ceiling_m(
+            approved=row.approved_reach_m is not None, settings=settings
+        ),
     )
     await session.execute(
         emergencies.update()

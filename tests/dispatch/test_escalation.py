@@ -57,6 +57,7 @@ async def test_waves_grow_to_the_maximum_then_stop(
         DISPATCH_ESCALATION_DELAY_S="60",
         DISPATCH_ESCALATION_DELAY_EXTREME_S="1.5",
         DISPATCH_ESCALATION_MAX_RADIUS_M="12000",
+        DISPATCH_APPROVAL_RADIUS_M="50000",  # one person's waves may reach the maximum here
     )
     async with httpx.AsyncClient(base_url=dispatch.url) as client:
         created = await client.post(
@@ -80,6 +81,34 @@ async def test_waves_grow_to_the_maximum_then_stop(
         )  # fmt: skip
     assert [a["diff"]["wave"] for a in audit.json()] == [2, 3]
     assert all(a["actor"] == "dispatch" for a in audit.json())
+
+
+async def test_one_persons_waves_stop_at_the_approval_radius_an_approved_plan_does_not(
+    start_dispatch: StartDispatch, staff: Staff
+) -> None:
+    """Issue 10, defect 7: the escalation radius is part of the two-person rule."""
+    dispatch = start_dispatch(
+        DISPATCH_APPROVAL_RADIUS_M="10000", DISPATCH_ESCALATION_MAX_RADIUS_M="50000"
+    )
+    async with httpx.AsyncClient(base_url=dispatch.url) as client:
+        small = await client.post(
+            "/emergencies", json=emergency_body(members_needed=2), headers=staff.coordinator()
+        )
+        assert small.json()["status"] == "active"
+        plan = [w["radius_m"] for w in small.json()["escalation_plan"]]
+        assert plan == [6000, 10000]  # 3 km doubled, then the threshold: no farther alone
+
+        body = emergency_body(members_needed=2)
+        body["area"]["radius_m"] = 12000
+        held = await client.post("/emergencies", json=body, headers=staff.coordinator())
+        assert held.json()["status"] == "pending_approval"
+        approved = await client.post(
+            f"/emergencies/{held.json()['id']}/approve",
+            json={"version": held.json()["version"]},
+            headers=staff.admin(),
+        )
+        assert approved.status_code == 200, approved.text
+        assert [w["radius_m"] for w in approved.json()["escalation_plan"]] == [24000, 48000, 50000]
 
 
 async def test_stops_when_staffed_and_resumes_after_a_drop_out(
@@ -128,6 +157,7 @@ async def test_kill_and_restart_between_timers_neither_loses_nor_repeats(
         "DISPATCH_ESCALATION_DELAY_S": "3",
         "DISPATCH_ESCALATION_RADIUS_FACTOR": "2",
         "DISPATCH_ESCALATION_MAX_RADIUS_M": "24000",
+        "DISPATCH_APPROVAL_RADIUS_M": "50000",
     }
     dispatch = start_dispatch(**overrides)
     async with httpx.AsyncClient(base_url=dispatch.url) as client:
