@@ -326,6 +326,11 @@ def _kafka_headers(stored: list[list[str]] | None) -> list[tuple[str, bytes]]:
     return [(k, v.encode("latin-1")) for k, v in (stored or [])]
 
 
+#: one batch (read, publish, mark; and the lock check) ends within this or fails and goes
+#: again (a normal batch of 500 takes well under a second)
+BATCH_DEADLINE_S = 30.0
+
+
 def _lock_key(schema: str) -> int:
     digest = hashlib.sha256(f"muster-outbox:{schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -374,7 +379,9 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 async with self._engine.connect() as lock_conn:
-                    if not await self._try_lock(lock_conn):
+                    async with asyncio.timeout(BATCH_DEADLINE_S):
+                        locked = await self._try_lock(lock_conn)
+                    if not locked:
                         self.is_active = False
                         await self._sleep(1.0)
                         continue
@@ -417,13 +424,19 @@ class OutboxRelay:
             # cleared *before* reading the outbox: a commit notified while the batch runs
             # leaves the event set, so the wait below returns at once
             self._woken.clear()
-            count = await self.publish_batch()
-            now = time.monotonic()
-            if now - last_housekeeping > 5.0:
-                last_housekeeping = now
-                await self._housekeeping()
-                # the lock connection must still be alive for us to still be the only relay
-                await lock_conn.execute(text("SELECT 1"))
+            # a statement on a connection PostgreSQL dropped mid-statement can wait for
+            # ever (seen when it stopped during a batch's UPDATE, and during the lock
+            # check: nothing of the service was published for minutes); past the deadline
+            # the iteration fails, the relay lets its connections go and starts again
+            async with asyncio.timeout(BATCH_DEADLINE_S):
+                count = await self.publish_batch()
+                now = time.monotonic()
+                if now - last_housekeeping > 5.0:
+                    last_housekeeping = now
+                    await self._housekeeping()
+                    # the lock connection must still be alive for us to still be the only
+                    # relay
+                    await lock_conn.execute(text("SELECT 1"))
             if count == 0:
                 await self._wait_for_work()
 
