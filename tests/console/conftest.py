@@ -509,13 +509,18 @@ def platform(
 # --- the browser ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def playwright_driver() -> Iterator[Playwright]:
+@pytest.fixture(scope="module")
+def playwright_driver(platform: ConsolePlatform) -> Iterator[Playwright]:
+    """Module-scoped on purpose. Playwright's sync API keeps its event loop marked as
+    running in this thread for as long as it lives, so no asyncio test or fixture can run
+    meanwhile: a session-wide driver made every async test after the first browser module
+    fail. Depending on `platform` sets that (asyncio-using) fixture up before the driver
+    and tears it down after."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless; never Playwright's downloaded build (none here)."""
     if not CHROMIUM.is_file():
