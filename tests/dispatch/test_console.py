@@ -31,7 +31,10 @@ async def test_escalate_now_sends_the_next_wave_at_once_and_only_once(
     start_dispatch: StartDispatch, staff: Staff, topics: Topics
 ) -> None:
     # escalation delay is an hour here: only "escalate now" can send wave 2 in this test
-    dispatch = start_dispatch(DISPATCH_ESCALATION_MAX_RADIUS_M="12000")
+    dispatch = start_dispatch(
+        DISPATCH_ESCALATION_MAX_RADIUS_M="12000",
+        DISPATCH_APPROVAL_RADIUS_M="50000",  # one person's waves may reach the maximum here
+    )
     async with httpx.AsyncClient(base_url=dispatch.url, timeout=30) as client:
         created = await client.post(
             "/emergencies", json=emergency_body(members_needed=2), headers=staff.coordinator()
