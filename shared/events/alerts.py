@@ -55,3 +55,22 @@ class AlertStoodDown(_AlertEvent):
 
     reason: Literal["closed", "not_needed", "false_alarm"] = "closed"
     stood_down_at: datetime
+
+
+class AlertCallPlaced(_AlertEvent):
+    """The channel ladder phoned a member whose SMS went unanswered (issue 11)."""
+
+    event_type: ClassVar[str] = "muster.alert.call_placed.v1"
+
+    placed_at: datetime
+
+
+class AlertCallEnded(_AlertEvent):
+    """How the call ended: `answered` (picked up, digits or not), `no_answer`, `busy`,
+    `failed`; an answer given by keypad comes as a `muster.response.received.v1` with
+    channel `voice`."""
+
+    event_type: ClassVar[str] = "muster.alert.call_ended.v1"
+
+    outcome: Literal["answered", "no_answer", "busy", "failed"]
+    ended_at: datetime

@@ -104,3 +104,48 @@ class EmergencyClosed(EventData):
     false_alarm: bool = False
     drill: bool = False
     closed_at: datetime
+
+
+ResponderStatus = Literal["en_route", "on_scene", "released", "home_safe"]
+
+
+class ResponderStatusSet(EventData):
+    """A coordinator moved a responder on the safety loop (or released everyone: one event
+    a member), so the member's answer page and the alerts service follow."""
+
+    event_type: ClassVar[str] = "muster.responder.status_set.v1"
+    topic: ClassVar[str] = EMERGENCIES
+    key_field: ClassVar[str] = "emergency_id"
+
+    emergency_id: UUID
+    member_id: UUID
+    status: ResponderStatus
+    set_at: datetime
+
+
+class RollCallStarted(EventData):
+    """Ask every member on scene to confirm they are fine (a personnel accountability
+    report); the alerts service texts each one."""
+
+    event_type: ClassVar[str] = "muster.roll_call.started.v1"
+    topic: ClassVar[str] = EMERGENCIES
+    key_field: ClassVar[str] = "emergency_id"
+
+    emergency_id: UUID
+    roll_call_id: UUID
+    member_ids: list[UUID] = Field(max_length=10_000)
+    started_at: datetime
+
+
+class ResponderOverdue(EventData):
+    """Released but not home safe after the configured time: the alerts service sends
+    the member one reminder."""
+
+    event_type: ClassVar[str] = "muster.responder.overdue.v1"
+    topic: ClassVar[str] = EMERGENCIES
+    key_field: ClassVar[str] = "emergency_id"
+
+    emergency_id: UUID
+    member_id: UUID
+    released_at: datetime
+    overdue_at: datetime
