@@ -1,0 +1,24 @@
+"""Members' self-service: requests applied once.
+
+Placeholder reserved for issue 11 (self-service); it fills this in. Revision 0002 creates the
+tables from the models as they are now, so every step here is "if not exists".
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-30
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
