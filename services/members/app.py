@@ -14,6 +14,7 @@ from services.members import (
     members_api,
     qualifications,
     sections,
+    self_service,
 )
 from services.members.settings import Settings
 from services.members.sign_in_limits import PasswordCheckGate, SignInLimits
@@ -24,6 +25,8 @@ from services.members.signing import (
     load_or_create_file_key,
     published_keys,
 )
+from shared.events.members import MemberSelfServiceRequested
+from shared.events.topics import MEMBERS_REQUESTS
 from shared.observability import get_logger
 from shared.service import ServiceRuntime, create_app
 
@@ -38,6 +41,13 @@ def build(settings: Settings | None = None) -> FastAPI:
     assert runtime.engine is not None and runtime.redis is not None
     runner = import_jobs.ImportJobRunner(
         runtime.engine, runtime.db, max_rows=settings.import_max_rows
+    )
+
+    # what members ask for themselves, by SMS or their personal page (alerts publishes it)
+    runtime.consume(
+        [MEMBERS_REQUESTS],
+        {MemberSelfServiceRequested.event_type: self_service.on_request},
+        name=f"{settings.consumer_group}.requests",
     )
 
     async def load_keys() -> None:

@@ -74,6 +74,9 @@ members = Table(
     Column("published_live_at", DateTime(timezone=True), nullable=True),
     Column("consent_alerts", Boolean, nullable=True),
     Column("consent_at", DateTime(timezone=True), nullable=True),
+    #: when the member last shared their position themselves, ticking the consent box of
+    #: their personal page (revision 0004; self_service.py)
+    Column("location_consent_at", DateTime(timezone=True), nullable=True),
     #: version of the last snapshot published for this member
     Column("version", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

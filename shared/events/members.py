@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.catalog import EventData
-from shared.events.topics import MEMBERS_STATE
+from shared.events.topics import MEMBERS_REQUESTS, MEMBERS_STATE
 
 MemberStatus = Literal["active", "suspended", "expelled"]
 Availability = Literal["available", "unavailable"]
@@ -69,3 +69,35 @@ class MemberChanged(EventData):
     live: Position | None = None
     qualifications: list[QualificationHeld] = []
     changed_at: datetime
+
+
+RequestChannel = Literal["sms", "web"]
+
+
+class MemberSelfServiceRequested(EventData):
+    """`muster.members.requests` (key member_id): what a member asked for themselves, by
+    an SMS command (`AWAY 3`, `BACK`) or on their personal page. Alerts, which talks to
+    the member, publishes it; members, which alone writes member data, applies it (once
+    per event id) and publishes the member's snapshot as after any other change.
+
+    Every change is optional: a field left out (None, False) leaves that part as it is.
+    """
+
+    event_type: ClassVar[str] = "muster.member.self_service_requested.v1"
+    topic: ClassVar[str] = MEMBERS_REQUESTS
+    key_field: ClassVar[str] = "member_id"
+
+    member_id: UUID
+    channel: RequestChannel
+    availability: Availability | None = None
+    #: with `unavailable`: available again from this moment (None: until the member says BACK)
+    unavailable_until: datetime | None = None
+    quiet_hours: QuietHours | None = None
+    #: the member removed their quiet hours
+    quiet_hours_off: bool = False
+    language: str | None = Field(None, pattern=r"^[a-z]{2}$")
+    #: the position the member confirmed on their page, only ever sent with their
+    #: explicit consent (`location_consent`); members stores it as a live position
+    location: Position | None = None
+    location_consent: bool = False
+    requested_at: datetime

@@ -27,6 +27,9 @@ EMERGENCIES = "muster.emergencies"
 ALERTS = "muster.alerts"
 RESPONSES = "muster.responses"
 AVAILABILITY = "muster.availability"
+#: what a member asked for themselves (SMS command or personal page), published by alerts
+#: and applied by members, which alone writes member data (issue 11, self-service)
+MEMBERS_REQUESTS = "muster.members.requests"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -52,6 +55,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ALERTS, 12, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
     TopicSpec(RESPONSES, 12, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
     TopicSpec(AVAILABILITY, 6, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    TopicSpec(MEMBERS_REQUESTS, 12, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
 )
 
 

@@ -1,7 +1,8 @@
-"""Members' self-service: requests applied once.
+"""Members' self-service: requests applied once (the shared `processed_events` table),
+and when a member last shared their position themselves, with consent, on their page.
 
-Placeholder reserved for issue 11 (self-service); it fills this in. Revision 0002 creates the
-tables from the models as they are now, so every step here is "if not exists".
+Revision 0002 creates the tables from the models as they are now, so every step here is
+"if not exists".
 
 Revision ID: 0004
 Revises: 0003
@@ -10,6 +11,8 @@ Create Date: 2026-11-30
 
 from collections.abc import Sequence
 
+from alembic import op
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -17,8 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.execute("ALTER TABLE members ADD COLUMN IF NOT EXISTS location_consent_at timestamptz NULL")
 
 
 def downgrade() -> None:
-    pass
+    op.execute("ALTER TABLE members DROP COLUMN IF EXISTS location_consent_at")
