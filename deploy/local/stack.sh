@@ -579,6 +579,14 @@ chromium_up() {
     log "chromium: $("$CHROMIUM" --version 2>/dev/null | head -n 1 || printf '%s' "$CHROMIUM")"
 }
 
+# ---------------------------------------------------------------------------- speech
+
+# Voice calls in Albanian play speech alerts renders itself: Twilio has no Albanian voice
+# (docs/alerts.md, "Voice calls"). Without espeak-ng those calls speak English.
+speech_up() {
+    command -v espeak-ng >/dev/null 2>&1 || apt_install espeak-ng
+}
+
 # ---------------------------------------------------------------------------- secrets
 
 random_secret() { # 32 URL-safe characters from the kernel's CSPRNG (no venv needed)
@@ -730,6 +738,7 @@ cmd_up() {
     pg_up
     redis_up
     kafka_up
+    speech_up
     if [[ $infra_only -eq 1 ]]; then
         chromium_up
     else

@@ -18,12 +18,16 @@ from fastapi import FastAPI
 from services.alerts import erasure
 from services.alerts.alerting import Alerting
 from services.alerts.answer_page import answer_router
+from services.alerts.calling import CallLadder
 from services.alerts.inbound import sms_router
 from services.alerts.index import TargetingIndex
 from services.alerts.providers import provider_for
+from services.alerts.providers.voice import voice_provider_for
 from services.alerts.reach import reach_router
 from services.alerts.sending import Sender
 from services.alerts.settings import Settings
+from services.alerts.speech import Speech
+from services.alerts.voice_inbound import voice_router
 from shared.auth import TokenVerifier
 from shared.consumer import Delivery
 from shared.events.emergencies import (
@@ -48,6 +52,9 @@ def build(settings: Settings | None = None) -> FastAPI:
     index = TargetingIndex(redis_client, settings)
     sender = Sender(settings, runtime.db, provider_for(settings), redis_client)
     alerting = Alerting(settings, index, runtime.db, on_recorded=sender.wake)
+    voice = voice_provider_for(settings)
+    # the channel ladder: calls after unanswered SMS (calling.py); off without a provider
+    ladder = CallLadder(settings, runtime.db, voice, index) if voice is not None else None
     background: list[asyncio.Task[None]] = []
 
     async def on_member(delivery: Delivery) -> None:
@@ -107,12 +114,21 @@ def build(settings: Settings | None = None) -> FastAPI:
     async def startup() -> None:
         background.append(asyncio.create_task(watch_index(), name="index-watchdog"))
         await sender.start()
+        if ladder is not None:
+            await ladder.start()
+        else:
+            log.warning(
+                "voice calls are off: Twilio needs TWILIO_VOICE_FROM_NUMBER or "
+                "TWILIO_FROM_NUMBER to call from (a Messaging Service cannot place calls)"
+            )
 
     async def shutdown() -> None:
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if ladder is not None:
+            await ladder.stop()
         await sender.stop()
 
     app = create_app(
@@ -124,6 +140,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             sms_router(settings, lambda: runtime.db),
             answer_router(settings, lambda: runtime.db, lambda: redis_client),
             reach_router(settings, lambda: runtime.db, lambda: index),
+            voice_router(settings, lambda: runtime.db, Speech(settings.espeak_path)),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -19,6 +19,8 @@
 An erased member's rows keep their ids, statuses and times (the board and the counts
 need them); their `phone` columns are NULL and message bodies "[erased]" (erasure.py).
 - `sender_heartbeats`: which sender processes are alive (their "sending" rows are theirs).
+- `voice_calls`: the channel ladder's calls (calling.py), at most one per alert (so one
+  per member per emergency), written and committed before the provider is asked.
 """
 
 from __future__ import annotations
@@ -199,4 +201,27 @@ sender_heartbeats = Table(
     metadata,
     Column("instance_id", Text, primary_key=True),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+voice_calls = Table(
+    "voice_calls",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    #: one call per alert, ever: the unique key a claim inserts before the provider call
+    Column("alert_id", UUID(as_uuid=True), ForeignKey("alerts.id"), nullable=False, unique=True),
+    Column("emergency_id", UUID(as_uuid=True), nullable=False),
+    #: the unguessable token of the call's webhook URLs (never a member id)
+    Column("token", Text, nullable=False, unique=True),
+    #: placing (claimed, provider asked), placed, failed (refused), ended
+    Column("status", Text, nullable=False, server_default=text("'placing'")),
+    Column("provider_sid", Text, nullable=True),
+    #: answered, no_answer, busy, failed (the provider's final status)
+    Column("outcome", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("claimed_by", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("placed_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Index("voice_calls_emergency_idx", "emergency_id"),
 )

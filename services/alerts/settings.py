@@ -83,6 +83,36 @@ class Settings(MusterSettings):
         0.0, ge=0, validation_alias=_env("ALERTS_FAULT_PAUSE_BETWEEN_CHUNKS_S")
     )
 
+    #: the channel ladder's calls (docs/alerts.md, "Voice calls"): `console` prints them,
+    #: `twilio` places them with the Calls API; empty: the same as MUSTER_SMS_PROVIDER
+    voice_provider: Literal["", "console", "twilio"] = Field(
+        "", validation_alias=_env("MUSTER_VOICE_PROVIDER")
+    )
+    #: the number calls come from (a Messaging Service cannot place calls); empty:
+    #: TWILIO_FROM_NUMBER
+    twilio_voice_from_number: str = Field("", validation_alias=_env("TWILIO_VOICE_FROM_NUMBER"))
+    #: an SMS alert unanswered this long is followed by a call, per CAP severity
+    ladder_delay_extreme_s: float = Field(
+        120.0, gt=0, validation_alias=_env("ALERTS_LADDER_DELAY_EXTREME_S")
+    )
+    ladder_delay_severe_s: float = Field(
+        300.0, gt=0, validation_alias=_env("ALERTS_LADDER_DELAY_SEVERE_S")
+    )
+    ladder_delay_other_s: float = Field(
+        600.0, gt=0, validation_alias=_env("ALERTS_LADDER_DELAY_OTHER_S")
+    )
+    #: how often each alerts process looks for calls that are due
+    ladder_interval_s: float = Field(5.0, gt=0, validation_alias=_env("ALERTS_LADDER_INTERVAL_S"))
+    #: calls one process places per round (the rest wait for the next round)
+    ladder_batch: int = Field(50, ge=1, validation_alias=_env("ALERTS_LADDER_BATCH"))
+    #: the text-to-speech program that speaks languages the provider has no voice for
+    espeak_path: str = Field("espeak-ng", validation_alias=_env("ALERTS_ESPEAK_PATH"))
+    #: fault injection for the crash tests only: pause after the provider placed a call,
+    #: before it is recorded
+    fault_pause_after_call_s: float = Field(
+        0.0, ge=0, validation_alias=_env("ALERTS_FAULT_PAUSE_AFTER_CALL_S")
+    )
+
     @model_validator(mode="after")
     def _twilio_needs_credentials(self) -> Settings:
         """With Twilio, an empty account SID or auth token would fail every send (401)
@@ -108,6 +138,44 @@ class Settings(MusterSettings):
                     + " (from the Twilio console) or use MUSTER_SMS_PROVIDER=console"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _twilio_voice_needs_a_number(self) -> Settings:
+        """Twilio places a call only from one of the account's numbers. Asked for by
+        name (MUSTER_VOICE_PROVIDER=twilio) without one, alerts refuses to start; when
+        the voice provider only follows MUSTER_SMS_PROVIDER (a Messaging Service and no
+        number), calls are off and alerts says so at start (`effective_voice_provider`)."""
+        if self.voice_provider == "twilio":
+            missing = [
+                name
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                    ("TWILIO_VOICE_FROM_NUMBER or TWILIO_FROM_NUMBER", self.voice_from_number),
+                )
+                if not value.strip()
+            ]
+            if missing:
+                raise ValueError(
+                    "MUSTER_VOICE_PROVIDER=twilio needs "
+                    + ", ".join(missing)
+                    + " (a Messaging Service cannot place calls), "
+                    "or use MUSTER_VOICE_PROVIDER=console"
+                )
+        return self
+
+    @property
+    def voice_from_number(self) -> str:
+        return self.twilio_voice_from_number.strip() or self.twilio_from_number.strip()
+
+    @property
+    def effective_voice_provider(self) -> Literal["console", "twilio", "off"]:
+        """The voice provider in use: MUSTER_VOICE_PROVIDER, else the SMS provider's;
+        `off` when that is Twilio with no number to call from."""
+        chosen = self.voice_provider or self.sms_provider
+        if chosen == "twilio" and not self.voice_from_number:
+            return "off"
+        return chosen
 
     def key(self, *parts: str) -> str:
         """A Redis key of this service, under the configured prefix."""

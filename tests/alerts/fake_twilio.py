@@ -6,6 +6,14 @@ Twilio does. `script(to, [500, 500])` makes the next requests for a number fail 
 those statuses first; `reject(to, 400)` refuses a number for good (invalid number).
 It runs in its own thread and event loop, so a test that blocks its own loop (starting a
 service process) never stalls the service's sends.
+
+The voice side (the channel ladder): `POST /2010-04-01/Accounts/{sid}/Calls.json` with
+`To`, `From`, `Url`, `StatusCallback` answers 201 with a `CA...` sid and records the
+call. With `route(public_base, actual_base)` the fake then plays the member picking up:
+it fetches the call's TwiML `Url` as Twilio does (POST, `X-Twilio-Signature` over the
+public URL it was given, sent to the service's real address). A test then presses keys
+(`press`: signed `Digits` to a `<Gather>` action) and ends the call (`end`: the signed
+status callback). `script_calls([500])` makes the next call requests fail first.
 """
 
 from __future__ import annotations
@@ -18,12 +26,15 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import httpx
 from aiohttp import web
+from twilio.request_validator import RequestValidator
 
 from tests.support.processes import free_port
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+VOICE_FROM = "+15005550006"
 
 
 @dataclass
@@ -37,6 +48,17 @@ class Sms:
 
 
 @dataclass
+class Call:
+    to: str
+    caller: str
+    url: str
+    status_callback: str
+    sid: str
+    #: the TwiML documents the service answered, in order (fetch, then each key press)
+    twiml: list[str] = field(default_factory=list)
+
+
+@dataclass
 class FakeTwilio:
     port: int = field(default_factory=free_port)
     messages: list[Sms] = field(default_factory=list)
@@ -44,6 +66,11 @@ class FakeTwilio:
     _scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _rejected: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: list[Call] = field(default_factory=list)
+    call_requests: list[tuple[str, int]] = field(default_factory=list)
+    _call_scripts: list[int] = field(default_factory=list)
+    #: public base URL -> the address the service really listens on
+    _routes: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -56,6 +83,7 @@ class FakeTwilio:
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "TWILIO_MESSAGING_SERVICE_SID": "MG" + "1" * 32,
+            "TWILIO_VOICE_FROM_NUMBER": VOICE_FROM,
         }
 
     def script(self, to: str, statuses: list[int]) -> None:
@@ -84,6 +112,123 @@ class FakeTwilio:
                 return True
             await asyncio.sleep(0.05)
         return bool(predicate(list(self.messages)))
+
+    # --- the voice side -----------------------------------------------------------------
+
+    def route(self, public_base: str, actual_base: str) -> None:
+        """Webhooks to `public_base` reach `actual_base` (as through a reverse proxy);
+        calls to it are picked up at once (their TwiML fetched)."""
+        self._routes[public_base.rstrip("/")] = actual_base.rstrip("/")
+
+    def script_calls(self, statuses: list[int]) -> None:
+        with self._lock:
+            self._call_scripts.extend(statuses)
+
+    def calls_to(self, phone: str) -> list[Call]:
+        return [c for c in list(self.calls) if c.to == phone]
+
+    def _actual(self, url: str) -> str:
+        for public, actual in self._routes.items():
+            if url.startswith(public + "/"):
+                return actual + url[len(public) :]
+        raise AssertionError(f"no route to {url}")
+
+    def _routed(self, url: str) -> bool:
+        return any(url.startswith(public + "/") for public in self._routes)
+
+    def _params(self, call: Call, **more: str) -> dict[str, str]:
+        return {
+            "CallSid": call.sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": call.caller,
+            "To": call.to,
+            "Direction": "outbound-api",
+            "ApiVersion": "2010-04-01",
+            **more,
+        }
+
+    async def webhook(self, url: str, params: dict[str, str]) -> httpx.Response:
+        """POST `params` to `url` signed as Twilio signs (over the public URL)."""
+        signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await client.post(
+                self._actual(url), data=params, headers={"X-Twilio-Signature": signature}
+            )
+
+    async def pick_up(self, call: Call) -> str:
+        """The member answers: Twilio fetches the call's TwiML."""
+        response = await self.webhook(call.url, self._params(call, CallStatus="in-progress"))
+        assert response.status_code == 200, (response.status_code, response.text)
+        call.twiml.append(response.text)
+        return response.text
+
+    async def press(self, call: Call, action: str, digits: str | None) -> httpx.Response:
+        """Keys pressed at a `<Gather>` whose action is `action` (None: the gather ran
+        out and the TwiML's `<Redirect>` was followed, no `Digits`)."""
+        params = self._params(call, CallStatus="in-progress")
+        if digits is not None:
+            params["Digits"] = digits
+        response = await self.webhook(action, params)
+        if response.status_code == 200:
+            call.twiml.append(response.text)
+        return response
+
+    async def end(self, call: Call, status: str = "completed") -> httpx.Response:
+        """The call's final status to its StatusCallback."""
+        return await self.webhook(
+            call.status_callback, self._params(call, CallStatus=status, CallDuration="20")
+        )
+
+    async def wait_for_calls(self, count: int, timeout_s: float = 60.0) -> list[Call]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.calls) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return list(self.calls)
+
+    async def wait_for_twiml(self, call: Call, timeout_s: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while not call.twiml and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert call.twiml, "the call's TwiML was never fetched"
+        return call.twiml[0]
+
+    async def _create_call(self, request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return web.json_response({"code": 20003, "message": "Authenticate"}, status=401)
+        if request.match_info["sid"] != ACCOUNT_SID:
+            return web.json_response({"code": 20404, "message": "not found"}, status=404)
+        form = await request.post()
+        to = str(form.get("To", ""))
+        missing = [f for f in ("To", "From", "Url") if not form.get(f)]
+        if missing:
+            return web.json_response(
+                {"code": 21205, "message": f"{missing[0]} is required"}, status=400
+            )
+        with self._lock:
+            status = self._call_scripts.pop(0) if self._call_scripts else 201
+        self.call_requests.append((to, status))
+        if status != 201:
+            return web.json_response({"code": 20500, "message": "Error"}, status=status)
+        call = Call(
+            to=to,
+            caller=str(form.get("From", "")),
+            url=str(form.get("Url", "")),
+            status_callback=str(form.get("StatusCallback", "")),
+            sid="CA" + uuid.uuid4().hex,
+        )
+        self.calls.append(call)
+        if self._routed(call.url):
+            # the member picks up once Twilio has answered the request
+            asyncio.get_running_loop().create_task(self._pick_up_later(call))
+        return web.json_response({"sid": call.sid, "status": "queued", "to": to}, status=201)
+
+    async def _pick_up_later(self, call: Call) -> None:
+        await asyncio.sleep(0.05)
+        try:
+            await self.pick_up(call)
+        except Exception as exc:  # the test sees no TwiML and says so
+            call.twiml.append(f"ERROR {exc!r}")
 
     # --- the server --------------------------------------------------------------------
 
@@ -131,6 +276,7 @@ class FakeTwilio:
             self._loop = loop
             app = web.Application()
             app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
+            app.router.add_post("/2010-04-01/Accounts/{sid}/Calls.json", self._create_call)
             runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024)
