@@ -102,8 +102,11 @@ _MARK_WAVE_COMPLETE = text(
     ON CONFLICT DO NOTHING
     """
 )
-#: answers that hold a member for an emergency (not free for another one)
-COMMITTED_RESPONSES = ("accepted", "standby", "arrived")
+#: answers that hold a member for an emergency (not free for another one): coming, or on
+#: the safety loop until released (`arrived` is on_scene's older name)
+COMMITTED_RESPONSES = ("accepted", "standby", "arrived", "en_route", "on_scene")
+#: the safety loop's messages to members still out: a close does not cancel them
+SAFETY_LOOP_MESSAGES = ("released", "overdue")
 
 
 def notify_channel(schema: str) -> str:
@@ -606,6 +609,7 @@ class Alerting:
             update(outbound_messages)
             .where(
                 outbound_messages.c.status == "pending",
+                outbound_messages.c.kind.not_in(SAFETY_LOOP_MESSAGES),
                 outbound_messages.c.alert_id.in_(
                     select(alerts.c.id).where(alerts.c.emergency_id == event.emergency_id)
                 ),

@@ -1,14 +1,19 @@
 """The web answer: `GET /r/{token}` shows the emergency, how far it is, what is needed
 (qualifications by name), where to go (map links) and big buttons (no JavaScript,
 readable at 360 px, in the member's language); `POST /r/{token}` records the answer.
-Unknown token: 404; emergency closed: 410. Rate-limited per token and per address."""
+Unknown token: 404; emergency closed: 410. Rate-limited per token and per address.
+
+The buttons follow the member's state (responder_states.buttons): coming / not coming,
+then on my way / arrived, "I'm OK" while a roll call is open for them, home safe once
+released (and still after the close, for a member still out: then 200, not 410). The
+token is the page's only key, as before: a cross-site form cannot post without it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import redis.asyncio as redis
 from fastapi import APIRouter, Form, Request
@@ -18,8 +23,17 @@ from shapely.geometry import shape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import messages
-from services.alerts.answers import OpenAlert, alert_by_token, record_answer
+from services.alerts.answers import (
+    OpenAlert,
+    accepts_after_close,
+    alert_by_token,
+    confirm_roll_call,
+    open_roll_call,
+    record_answer,
+    taken,
+)
 from services.alerts.ratelimit import WindowLimit
+from services.alerts.responder_states import Button, MemberAnswer, buttons, loop_state, on_loop
 from services.alerts.settings import Settings
 
 _TEMPLATES = Environment(
@@ -27,7 +41,10 @@ _TEMPLATES = Environment(
     autoescape=select_autoescape(["html"]),
 )
 
-Choice = Literal["5", "10", "15", "30", "60", "no"]
+Choice = Literal[
+    "5", "10", "15", "30", "60", "no", "en_route", "on_scene", "roll_call_ok", "home_safe"
+]  # fmt: skip
+MINUTES = (5, 10, 15, 30, 60)
 
 
 def _page(status: int, language: str, **values: Any) -> HTMLResponse:
@@ -36,7 +53,12 @@ def _page(status: int, language: str, **values: Any) -> HTMLResponse:
         lang=lang,
         coming=messages.text(lang, "page_coming"),
         min=messages.text(lang, "page_minutes"),
+        minutes=MINUTES,
         not_coming=messages.text(lang, "page_not_coming"),
+        labels={
+            button: messages.text(lang, f"page_{button}")
+            for button in ("en_route", "on_scene", "roll_call_ok", "home_safe")
+        },
         **values,
     )
     return HTMLResponse(html, status_code=status)
@@ -74,15 +96,25 @@ def where_to_go(area: dict[str, Any]) -> MapLinks | None:
     return None
 
 
-def _emergency_page(target: OpenAlert, *, notice: str | None, buttons: bool) -> HTMLResponse:
+def _emergency_page(
+    target: OpenAlert,
+    *,
+    notice: str | None,
+    shown: list[Button],
+    status: int = 200,
+    response: str | None = None,
+) -> HTMLResponse:
+    """The page; `response`: the member's state as it is now (the target's row may have
+    been read before the answer just recorded)."""
     e, a = target.emergency, target.alert
+    state = loop_state(response if response is not None else a.response)
     lang = messages.language_of(a.language)
     facts = target.emergency.facts
     qualifications = [
         messages.qualification_name(code, lang) for code in facts.get("required_qualifications", [])
     ]
     return _page(
-        200,
+        status,
         lang,
         title=e.title,
         drill=messages.text(lang, "drill") if e.drill else None,
@@ -103,8 +135,19 @@ def _emergency_page(target: OpenAlert, *, notice: str | None, buttons: bool) -> 
         osm=messages.text(lang, "page_osm"),
         answer_label=messages.text(lang, "page_answer"),
         notice=notice,
-        buttons=buttons,
+        status_line=(
+            messages.text(lang, "page_status", state=messages.text(lang, f"state_{state}"))
+            if on_loop(state)
+            else None
+        ),
+        roll_call="roll_call_ok" in shown and messages.text(lang, "page_roll_call"),
+        buttons=shown,
     )
+
+
+def _closed(target: OpenAlert) -> HTMLResponse:
+    lang = target.alert.language
+    return _page(410, lang, title=target.emergency.title, notice=messages.text(lang, "page_closed"))
 
 
 def answer_router(
@@ -136,19 +179,21 @@ def answer_router(
             return refused
         async with db()() as session:
             target = await alert_by_token(session, token)
-        if target is None:
-            return _page(
-                404, "en", title="Muster", notice=messages.text("en", "page_unknown"), warn=True
-            )
+            if target is None:
+                return _page(
+                    404, "en", title="Muster", notice=messages.text("en", "page_unknown"), warn=True
+                )
+            roll_call = await open_roll_call(session, target)
         lang = target.alert.language
-        if target.closed:
-            return _page(
-                410, lang, title=target.emergency.title, notice=messages.text(lang, "page_closed")
-            )
+        shown = buttons(
+            target.alert.response, roll_call_open=roll_call is not None, closed=target.closed
+        )
+        if target.closed and not shown:
+            return _closed(target)
         notice = None
-        if target.alert.response in ("accepted", "standby", "declined", "arrived"):
+        if target.alert.response in ("accepted", "standby", "declined"):
             notice = messages.text(lang, "page_recorded")
-        return _emergency_page(target, notice=notice, buttons=True)
+        return _emergency_page(target, notice=notice, shown=shown)
 
     @router.post("/r/{token}", response_class=HTMLResponse, summary="Record the answer")
     async def answer(
@@ -163,22 +208,38 @@ def answer_router(
                     404, "en", title="Muster", notice=messages.text("en", "page_unknown"), warn=True
                 )
             lang = target.alert.language
-            if target.closed:
-                return _page(
-                    410,
-                    lang,
-                    title=target.emergency.title,
-                    notice=messages.text(lang, "page_closed"),
-                )
-            if choice == "no":
-                recorded = await record_answer(
-                    session, target, "declined", eta_minutes=None, channel="web"
-                )
+            if target.closed and not accepts_after_close(target, choice):
+                return _closed(target)
+            if choice == "roll_call_ok":
+                confirmed = await confirm_roll_call(session, target, channel="web")
+                recorded: str = loop_state(target.alert.response) or "none"
+                took = confirmed is not None
             else:
-                recorded = await record_answer(
-                    session, target, "accepted", eta_minutes=int(choice), channel="web"
+                wanted: MemberAnswer = (
+                    "declined"
+                    if choice == "no"
+                    else "accepted"
+                    if choice.isdigit()
+                    else cast(MemberAnswer, choice)
                 )
+                eta = int(choice) if choice.isdigit() else None
+                recorded = await record_answer(
+                    session, target, wanted, eta_minutes=eta, channel="web"
+                )
+                took = taken(wanted, recorded)
+            roll_call = await open_roll_call(session, target)
+        state = recorded if recorded not in ("none", "closed") else None
+        shown = buttons(state, roll_call_open=roll_call is not None, closed=target.closed)
+        if not took:
+            # a stale page (pressed twice, or after the state moved on): nothing changed
+            return _emergency_page(
+                target,
+                notice=messages.text(lang, "page_not_now"),
+                shown=shown,
+                status=409,
+                response=state,
+            )
         notice = messages.text(lang, "page_standby" if recorded == "standby" else "page_recorded")
-        return _emergency_page(target, notice=notice, buttons=False)
+        return _emergency_page(target, notice=notice, shown=shown, response=state)
 
     return router

@@ -24,6 +24,7 @@ from services.alerts.index import TargetingIndex
 from services.alerts.providers import provider_for
 from services.alerts.providers.voice import voice_provider_for
 from services.alerts.reach import reach_router
+from services.alerts.safety_loop import SafetyLoop
 from services.alerts.sending import Sender
 from services.alerts.settings import Settings
 from services.alerts.speech import Speech
@@ -35,6 +36,9 @@ from shared.events.emergencies import (
     EmergencyDeclared,
     EmergencyEscalated,
     EmergencyUpdated,
+    ResponderOverdue,
+    ResponderStatusSet,
+    RollCallStarted,
 )
 from shared.events.members import MemberChanged
 from shared.events.topics import EMERGENCIES, MEMBERS_STATE
@@ -55,6 +59,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     voice = voice_provider_for(settings)
     # the channel ladder: calls after unanswered SMS (calling.py); off without a provider
     ladder = CallLadder(settings, runtime.db, voice, index) if voice is not None else None
+    safety_loop = SafetyLoop(settings)
     background: list[asyncio.Task[None]] = []
 
     async def on_member(delivery: Delivery) -> None:
@@ -97,6 +102,9 @@ def build(settings: Settings | None = None) -> FastAPI:
             EmergencyUpdated.event_type: alerting.on_updated,
             EmergencyEscalated.event_type: alerting.on_escalated,
             EmergencyClosed.event_type: alerting.on_closed,
+            ResponderStatusSet.event_type: safety_loop.on_status_set,
+            RollCallStarted.event_type: safety_loop.on_roll_call,
+            ResponderOverdue.event_type: safety_loop.on_overdue,
         },
         max_poll_records=10,
     )

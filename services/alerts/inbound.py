@@ -21,10 +21,19 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from services.alerts import messages
 from services.alerts.alerting import SOURCE
-from services.alerts.answers import OpenAlert, alerts_of_phone, record_answer
+from services.alerts.answers import (
+    OpenAlert,
+    accepts_after_close,
+    alerts_of_phone,
+    confirm_roll_call,
+    open_roll_call,
+    record_answer,
+    taken,
+)
 from services.alerts.erasure import forget_erased_opt_out
 from services.alerts.models import alerts, inbound_messages, outbound_messages, sms_opt_outs
 from services.alerts.replies import Reply, parse
+from services.alerts.responder_states import moves
 from services.alerts.settings import Settings
 from shared.events.alerts import AlertDelivered, AlertFailed
 from shared.observability import get_logger
@@ -70,7 +79,19 @@ async def handle_reply(
         return "help", messages.text(language, "help"), None
     if reply.kind == "unknown":
         return "unknown", messages.text(language, "help"), None
+    if reply.kind == "roll_call_ok":
+        return await _roll_call_ok(session, mine, reply, language, now)
+    answer = reply.kind
     open_alerts = [a for a in mine if not a.closed and a.alert.status != "cancelled"]
+    # the alerts this answer could move (on the loop, a member is usually out for one
+    # emergency while other alerts of theirs are still open)
+    movable = [
+        a
+        for a in mine
+        if a.alert.status != "cancelled"
+        and (not a.closed or accepts_after_close(a, answer))
+        and moves(a.alert.response, answer)
+    ]
     target: OpenAlert | None = None
     if reply.code is not None:
         # codes are unique among active emergencies only: an open alert's comes first
@@ -78,28 +99,66 @@ async def handle_reply(
             a for a in mine if a.emergency.reply_code == reply.code
         ]
         target = coded[0] if coded else None
+    elif answer in LOOP_ANSWERS and len(movable) == 1:
+        target = movable[0]
+    elif answer in LOOP_ANSWERS and len(movable) > 1:
+        return _which(movable, language)
     elif len(open_alerts) == 1:
         target = open_alerts[0]
     elif not open_alerts and mine:
         target = mine[0]
     if target is None:
         if len(open_alerts) > 1 or (reply.code is not None and open_alerts):
-            titled = {a.emergency.reply_code: a.emergency.title for a in open_alerts}
-            codes = sorted(titled)
-            # the code with the start of its title, so the member knows which is which
-            listed = ", ".join(f"{code} {titled[code][:24].strip()}" for code in codes)
-            which = messages.text(language, "which", example=codes[0], codes=listed)
-            return "ambiguous", which, None
+            return _which(open_alerts, language)
         return "no_alert", messages.text(language, "no_alert"), None
     language = target.alert.language
-    assert reply.kind in ("accepted", "declined", "arrived")
     recorded = await record_answer(
-        session, target, reply.kind, eta_minutes=reply.eta_minutes, channel="sms", now=now
+        session, target, answer, eta_minutes=reply.eta_minutes, channel="sms", now=now
     )
+    if not taken(answer, recorded) and recorded in LOOP_STATES:
+        # never back: they are further along already
+        state = messages.text(language, f"state_{recorded}")
+        return "already", messages.text(language, "already", state=state), target
+    if recorded == "none":
+        # home safe before saying they would come: nothing to record, tell them how
+        return "not_now", messages.text(language, "help"), target
     if recorded == "accepted":
         eta = messages.text(language, "eta", m=reply.eta_minutes) if reply.eta_minutes else ""
         return recorded, messages.text(language, "accepted", eta=eta), target
-    return recorded, messages.text(language, recorded), target
+    return recorded, messages.text(language, REPLY_TEXT.get(recorded, recorded)), target
+
+
+#: the loop's answers (their target is the alert they move, not merely an open one)
+LOOP_ANSWERS = frozenset({"en_route", "on_scene", "home_safe"})
+LOOP_STATES = frozenset({"en_route", "on_scene", "released", "home_safe"})
+#: the text thanking for a recorded answer, where it is not named after the answer
+REPLY_TEXT = {"on_scene": "arrived"}
+
+
+def _which(candidates: list[OpenAlert], language: str) -> tuple[str, str, None]:
+    """Several alerts the reply could be for: ask for the code, never guess."""
+    titled = {a.emergency.reply_code: a.emergency.title for a in candidates}
+    codes = sorted(titled)
+    # the code with the start of its title, so the member knows which is which
+    listed = ", ".join(f"{code} {titled[code][:24].strip()}" for code in codes)
+    which = messages.text(language, "which", example=codes[0], codes=listed)
+    return "ambiguous", which, None
+
+
+async def _roll_call_ok(
+    session: AsyncSession, mine: list[OpenAlert], reply: Reply, language: str, now: datetime
+) -> tuple[str, str, OpenAlert | None]:
+    """OK answers the member's open roll call; without one it is not understood (help)."""
+    asked = [a for a in mine if await open_roll_call(session, a) is not None]
+    if reply.code is not None:
+        asked = [a for a in asked if a.emergency.reply_code == reply.code]
+    if len(asked) > 1:
+        return _which(asked, language)
+    if not asked:
+        return "unknown", messages.text(language, "help"), None
+    target = asked[0]
+    await confirm_roll_call(session, target, channel="sms", now=now)
+    return "roll_call_ok", messages.text(target.alert.language, "roll_call_ok"), target
 
 
 def sms_router(settings: Settings, db: Callable[[], async_sessionmaker[AsyncSession]]) -> APIRouter:

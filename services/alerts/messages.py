@@ -21,7 +21,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "alert": "{drill}MUSTER {title}. {km} km. Need {needs}. "
         "Reply YES{code} +minutes or NO{code}. {link}",
         "people": "{n} people",
-        "accepted": "Thank you, you are expected{eta}. Reply ARRIVED on scene.",
+        "accepted": "Thank you, you are expected{eta}. Reply ON MY WAY when you leave, "
+        "ARRIVED on scene.",
         "eta": " in {m} min",
         "standby": "Thank you: enough members are on the way, you are on standby. "
         "We will text you if you are needed.",
@@ -32,7 +33,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stand_down": "{drill}MUSTER {title}: stand down, it is over. Thank you.",
         "correction": "{drill}MUSTER CORRECTION: {title} was a false alarm. Do not go.",
         "closed": "This emergency is closed. Thank you.",
-        "help": "MUSTER: reply YES +minutes (YES 15), NO, or ARRIVED. STOP: no more SMS.",
+        "help": "MUSTER: reply YES +minutes (YES 15), NO, ON MY WAY, ARRIVED, SAFE (home), "
+        "OK (roll call). STOP: no more SMS.",
         "which": "You have several alerts: add the code, e.g. YES {example} 15. Codes: {codes}",
         "no_alert": "MUSTER: you have no open alert.",
         "stop": "You will get no more Muster SMS. Reply START to resume.",
@@ -52,13 +54,32 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_map_app": "Open in my map app",
         "page_osm": "Open in OpenStreetMap",
         "page_answer": "Your answer",
+        "en_route": "On your way: noted. Reply ARRIVED on scene.",
+        "home_safe": "Home safe: noted. Thank you for your help.",
+        "roll_call_ok": "Roll call: you are OK, noted. Thank you.",
+        "already": "MUSTER: you are already marked {state}.",
+        "state_en_route": "on your way",
+        "state_on_scene": "on scene",
+        "state_released": "released",
+        "state_home_safe": "home safe",
+        "released": "{drill}MUSTER {title}: you are released, thank you. "
+        "Reply SAFE when you are home.",
+        "roll_call": "{drill}MUSTER {title}: roll call. Are you OK? Reply OK.",
+        "overdue": "{drill}MUSTER {title}: are you home? Reply SAFE when you are home safe.",
+        "page_en_route": "On my way",
+        "page_on_scene": "Arrived",
+        "page_roll_call_ok": "I'm OK",
+        "page_home_safe": "Home safe",
+        "page_status": "Your status: {state}.",
+        "page_roll_call": "Roll call: are you OK?",
+        "page_not_now": "This answer does not apply now.",
     },
     "fr": {
         "drill": "EXERCICE",
         "alert": "{drill}MUSTER {title}. {km} km. Besoin {needs}. "
         "Repondez OUI{code} +minutes ou NON{code}. {link}",
         "people": "{n} pers.",
-        "accepted": "Merci, vous etes attendu{eta}. Repondez ARRIVED sur place.",
+        "accepted": "Merci, vous etes attendu{eta}. Repondez EN ROUTE au depart, ARRIVE sur place.",
         "eta": " dans {m} min",
         "standby": "Merci: assez de membres sont en route, vous etes en reserve. "
         "Nous vous ecrirons si besoin.",
@@ -69,7 +90,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stand_down": "{drill}MUSTER {title}: fin de l'intervention. Merci.",
         "correction": "{drill}MUSTER CORRECTION: {title} etait une fausse alerte. N'y allez pas.",
         "closed": "Cette urgence est terminee. Merci.",
-        "help": "MUSTER: repondez OUI +minutes (OUI 15), NON, ou ARRIVED. STOP: plus de SMS.",
+        "help": "MUSTER: repondez OUI +minutes (OUI 15), NON, EN ROUTE, ARRIVE, RENTRE, "
+        "OK (appel). STOP: plus de SMS.",
         "which": "Vous avez plusieurs alertes: ajoutez le code, ex. OUI {example} 15. "
         "Codes: {codes}",
         "no_alert": "MUSTER: vous n'avez pas d'alerte ouverte.",
@@ -90,13 +112,33 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_map_app": "Ouvrir dans mon application de cartes",
         "page_osm": "Ouvrir dans OpenStreetMap",
         "page_answer": "Votre réponse",
+        "en_route": "En route: note. Repondez ARRIVE sur place.",
+        "home_safe": "Rentre en securite: note. Merci de votre aide.",
+        "roll_call_ok": "Appel: vous allez bien, c'est note. Merci.",
+        "already": "MUSTER: vous etes deja indique {state}.",
+        "state_en_route": "en route",
+        "state_on_scene": "sur place",
+        "state_released": "libere",
+        "state_home_safe": "rentre",
+        "released": "{drill}MUSTER {title}: vous etes libere, merci. "
+        "Repondez RENTRE une fois chez vous.",
+        "roll_call": "{drill}MUSTER {title}: appel. Tout va bien? Repondez OK.",
+        "overdue": "{drill}MUSTER {title}: etes-vous rentre? Repondez RENTRE une fois chez vous.",
+        "page_en_route": "Je suis en route",
+        "page_on_scene": "Je suis arrivé",
+        "page_roll_call_ok": "Tout va bien",
+        "page_home_safe": "Je suis rentré",
+        "page_status": "Votre statut : {state}.",
+        "page_roll_call": "Appel : tout va bien ?",
+        "page_not_now": "Cette réponse ne s'applique pas maintenant.",
     },
     "it": {
         "drill": "ESERCITAZIONE",
         "alert": "{drill}MUSTER {title}. {km} km. Serve {needs}. "
         "Rispondi SI{code} +minuti o NO{code}. {link}",
         "people": "{n} persone",
-        "accepted": "Grazie, sei atteso{eta}. Rispondi ARRIVED sul posto.",
+        "accepted": "Grazie, sei atteso{eta}. Rispondi IN ARRIVO alla partenza, "
+        "ARRIVATO sul posto.",
         "eta": " tra {m} min",
         "standby": "Grazie: abbastanza membri in arrivo, sei di riserva. Ti scriviamo se servi.",
         "declined": "Grazie della risposta.",
@@ -106,7 +148,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stand_down": "{drill}MUSTER {title}: intervento finito. Grazie.",
         "correction": "{drill}MUSTER CORREZIONE: {title} era un falso allarme. Non andare.",
         "closed": "Questa emergenza e chiusa. Grazie.",
-        "help": "MUSTER: rispondi SI +minuti (SI 15), NO, o ARRIVED. STOP: niente SMS.",
+        "help": "MUSTER: rispondi SI +minuti (SI 15), NO, IN ARRIVO, ARRIVATO, A CASA, "
+        "OK (appello). STOP: niente SMS.",
         "which": "Hai piu allerte: aggiungi il codice, es. SI {example} 15. Codici: {codes}",
         "no_alert": "MUSTER: non hai allerte aperte.",
         "stop": "Non riceverai piu SMS Muster. Rispondi START per riprendere.",
@@ -126,13 +169,33 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_map_app": "Apri nell'app delle mappe",
         "page_osm": "Apri in OpenStreetMap",
         "page_answer": "La tua risposta",
+        "en_route": "In arrivo: registrato. Rispondi ARRIVATO sul posto.",
+        "home_safe": "A casa al sicuro: registrato. Grazie del tuo aiuto.",
+        "roll_call_ok": "Appello: stai bene, registrato. Grazie.",
+        "already": "MUSTER: risulti gia {state}.",
+        "state_en_route": "in arrivo",
+        "state_on_scene": "sul posto",
+        "state_released": "congedato",
+        "state_home_safe": "a casa",
+        "released": "{drill}MUSTER {title}: sei congedato, grazie. "
+        "Rispondi A CASA quando sei rientrato.",
+        "roll_call": "{drill}MUSTER {title}: appello. Stai bene? Rispondi OK.",
+        "overdue": "{drill}MUSTER {title}: sei rientrato? Rispondi A CASA quando sei a casa.",
+        "page_en_route": "Sto arrivando",
+        "page_on_scene": "Sono arrivato",
+        "page_roll_call_ok": "Sto bene",
+        "page_home_safe": "Sono a casa",
+        "page_status": "Il tuo stato: {state}.",
+        "page_roll_call": "Appello: stai bene?",
+        "page_not_now": "Questa risposta ora non vale.",
     },
     "sq": {
         "drill": "STERVITJE",
         "alert": "{drill}MUSTER {title}. {km} km. Nevojiten {needs}. "
         "Pergjigju PO{code} +minuta ose JO{code}. {link}",
         "people": "{n} veta",
-        "accepted": "Faleminderit, ju presim{eta}. Pergjigju ARRIVED kur te arrini.",
+        "accepted": "Faleminderit, ju presim{eta}. Pergjigju NE RRUGE kur nisheni, "
+        "MBERRITA kur te arrini.",
         "eta": " per {m} min",
         "standby": "Faleminderit: mjaft anetare jane rruges, jeni ne rezerve. "
         "Do t'ju shkruajme nese duhet.",
@@ -143,7 +206,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stand_down": "{drill}MUSTER {title}: nderhyrja mbaroi. Faleminderit.",
         "correction": "{drill}MUSTER KORRIGJIM: {title} ishte alarm i rreme. Mos shkoni.",
         "closed": "Kjo emergjence u mbyll. Faleminderit.",
-        "help": "MUSTER: pergjigju PO +minuta (PO 15), JO, ose ARRIVED. STOP: pa SMS.",
+        "help": "MUSTER: pergjigju PO +minuta (PO 15), JO, NE RRUGE, MBERRITA, NE SHTEPI, "
+        "OK (apel). STOP: pa SMS.",
         "which": "Keni disa alarme: shtoni kodin, p.sh. PO {example} 15. Kodet: {codes}",
         "no_alert": "MUSTER: nuk keni alarm te hapur.",
         "stop": "Nuk do merrni me SMS Muster. Pergjigju START per t'i rifilluar.",
@@ -163,13 +227,33 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_map_app": "Hape në aplikacionin e hartave",
         "page_osm": "Hape në OpenStreetMap",
         "page_answer": "Përgjigja juaj",
+        "en_route": "Ne rruge: u shenua. Pergjigju MBERRITA kur te arrini.",
+        "home_safe": "Ne shtepi: u shenua. Faleminderit per ndihmen.",
+        "roll_call_ok": "Apeli: jeni mire, u shenua. Faleminderit.",
+        "already": "MUSTER: jeni shenuar tashme {state}.",
+        "state_en_route": "ne rruge",
+        "state_on_scene": "ne vend",
+        "state_released": "te liruar",
+        "state_home_safe": "ne shtepi",
+        "released": "{drill}MUSTER {title}: jeni te liruar, faleminderit. "
+        "Pergjigju NE SHTEPI kur te ktheheni.",
+        "roll_call": "{drill}MUSTER {title}: apel. Jeni mire? Pergjigju OK.",
+        "overdue": "{drill}MUSTER {title}: u kthyet? Pergjigju NE SHTEPI kur te jeni ne shtepi.",
+        "page_en_route": "Jam në rrugë",
+        "page_on_scene": "Mbërrita",
+        "page_roll_call_ok": "Jam mirë",
+        "page_home_safe": "Jam në shtëpi",
+        "page_status": "Gjendja juaj: {state}.",
+        "page_roll_call": "Apel: jeni mirë?",
+        "page_not_now": "Kjo përgjigje nuk vlen tani.",
     },
     "de": {
         "drill": "UEBUNG",
         "alert": "{drill}MUSTER {title}. {km} km. Bedarf {needs}. "
         "Antwort JA{code} +Minuten oder NEIN{code}. {link}",
         "people": "{n} Pers.",
-        "accepted": "Danke, Sie werden erwartet{eta}. Antwort ARRIVED vor Ort.",
+        "accepted": "Danke, Sie werden erwartet{eta}. Antwort UNTERWEGS bei Abfahrt, "
+        "ANGEKOMMEN vor Ort.",
         "eta": " in {m} Min",
         "standby": "Danke: genug Mitglieder unterwegs, Sie sind in Bereitschaft.",
         "declined": "Danke fuer Ihre Antwort.",
@@ -179,7 +263,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stand_down": "{drill}MUSTER {title}: Einsatz beendet. Danke.",
         "correction": "{drill}MUSTER KORREKTUR: {title} war ein Fehlalarm. Nicht ausruecken.",
         "closed": "Dieser Einsatz ist beendet. Danke.",
-        "help": "MUSTER: Antwort JA +Minuten (JA 15), NEIN oder ARRIVED. STOP: keine SMS.",
+        "help": "MUSTER: Antwort JA +Minuten (JA 15), NEIN, UNTERWEGS, ANGEKOMMEN, ZUHAUSE, "
+        "OK (Appell). STOP: keine SMS.",
         "which": "Mehrere Alarme: Code angeben, z.B. JA {example} 15. Codes: {codes}",
         "no_alert": "MUSTER: kein offener Alarm.",
         "stop": "Keine Muster-SMS mehr. Antwort START zum Fortsetzen.",
@@ -199,6 +284,25 @@ _TEXTS: dict[str, dict[str, str]] = {
         "page_map_app": "In meiner Karten-App öffnen",
         "page_osm": "In OpenStreetMap öffnen",
         "page_answer": "Ihre Antwort",
+        "en_route": "Unterwegs: vermerkt. Antwort ANGEKOMMEN vor Ort.",
+        "home_safe": "Sicher zuhause: vermerkt. Danke fuer Ihre Hilfe.",
+        "roll_call_ok": "Appell: Ihnen geht es gut, vermerkt. Danke.",
+        "already": "MUSTER: Sie sind schon als {state} vermerkt.",
+        "state_en_route": "unterwegs",
+        "state_on_scene": "vor Ort",
+        "state_released": "entlassen",
+        "state_home_safe": "zuhause",
+        "released": "{drill}MUSTER {title}: Sie sind entlassen, danke. "
+        "Antwort ZUHAUSE wenn Sie daheim sind.",
+        "roll_call": "{drill}MUSTER {title}: Appell. Alles gut? Antwort OK.",
+        "overdue": "{drill}MUSTER {title}: Sind Sie zuhause? Antwort ZUHAUSE wenn ja.",
+        "page_en_route": "Ich bin unterwegs",
+        "page_on_scene": "Ich bin angekommen",
+        "page_roll_call_ok": "Mir geht es gut",
+        "page_home_safe": "Ich bin zuhause",
+        "page_status": "Ihr Status: {state}.",
+        "page_roll_call": "Appell: alles gut?",
+        "page_not_now": "Diese Antwort gilt jetzt nicht.",
     },
 }
 
@@ -377,7 +481,8 @@ def alert_sms(
 
 
 def follow_up_sms(kind: str, *, language: str, title: str, drill: bool, link: str = "") -> str:
-    """not_needed, call_up, stand_down or correction."""
+    """not_needed, call_up, stand_down or correction; the safety loop's released,
+    roll_call and overdue."""
     lang = language_of(language)
     short_title = title if len(title) <= 60 else title[:57].rstrip() + "..."
     return text(

@@ -19,6 +19,8 @@
 An erased member's rows keep their ids, statuses and times (the board and the counts
 need them); their `phone` columns are NULL and message bodies "[erased]" (erasure.py).
 - `sender_heartbeats`: which sender processes are alive (their "sending" rows are theirs).
+- `roll_call_members`: who each roll call asked and when they answered OK (safety_loop.py);
+  the row is written with the roll-call SMS, once per member per roll call.
 - `voice_calls`: the channel ladder's calls (calling.py), at most one per alert (so one
   per member per emergency), written and committed before the provider is asked.
 """
@@ -88,7 +90,9 @@ alerts = Table(
     Column("qualifications", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     #: the alert SMS: pending, sent, delivered, failed, cancelled
     Column("status", Text, nullable=False, server_default=text("'pending'")),
-    #: the member's answer: accepted, standby, declined, arrived (None: no answer yet)
+    #: the member's answer: accepted, standby, declined (None: no answer yet), then the
+    #: safety loop, forward only: en_route, on_scene (`arrived` in older rows), released,
+    #: home_safe (responder_states.py)
     Column("response", Text, nullable=True),
     Column("eta_minutes", Integer, nullable=True),
     Column("responded_at", DateTime(timezone=True), nullable=True),
@@ -115,7 +119,8 @@ outbound_messages = Table(
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("alert_id", UUID(as_uuid=True), ForeignKey("alerts.id"), nullable=False),
-    #: alert, not_needed, call_up, stand_down, correction
+    #: alert, not_needed, call_up, stand_down, correction; the safety loop's released,
+    #: roll_call (once per roll call) and overdue (the one reminder)
     Column("kind", Text, nullable=False),
     #: NULL once the member is erased (the body is then "[erased]")
     Column("phone", Text, nullable=True),
@@ -139,7 +144,18 @@ outbound_messages = Table(
     #: taken an earlier attempt (5xx, read timeout): the member may get it twice
     Column("possible_duplicate", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    UniqueConstraint("alert_id", "kind", name="outbound_once_per_kind"),
+    #: the roll call a `roll_call` message asks about (a member may be asked several
+    #: times during one emergency, once per roll call); NULL for every other kind
+    Column("roll_call_id", UUID(as_uuid=True), nullable=True),
+    #: once per alert and kind (and roll call): a redelivered event writes nothing twice
+    Index(
+        "outbound_once_per_kind",
+        "alert_id",
+        "kind",
+        "roll_call_id",
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    ),
     Index(
         "outbound_open_idx",
         "rank",
@@ -157,7 +173,8 @@ inbound_messages = Table(
     #: NULL once the sender is erased (the body is then "[erased]")
     Column("phone", Text, nullable=True),
     Column("body", Text, nullable=False),
-    #: accepted, declined, arrived, stop, start, help, unknown, ambiguous, no_alert, closed
+    #: accepted, standby, declined, en_route, on_scene (arrived before), home_safe,
+    #: roll_call_ok, already, stop, start, help, unknown, ambiguous, no_alert, closed
     Column("outcome", Text, nullable=False),
     Column("alert_id", UUID(as_uuid=True), nullable=True),
     Column("emergency_id", UUID(as_uuid=True), nullable=True),
@@ -201,6 +218,26 @@ sender_heartbeats = Table(
     metadata,
     Column("instance_id", Text, primary_key=True),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+roll_call_members = Table(
+    "roll_call_members",
+    metadata,
+    Column("roll_call_id", UUID(as_uuid=True), primary_key=True),
+    Column("alert_id", UUID(as_uuid=True), ForeignKey("alerts.id"), primary_key=True),
+    Column("emergency_id", UUID(as_uuid=True), nullable=False),
+    Column("member_id", UUID(as_uuid=True), nullable=False),
+    Column("asked_at", DateTime(timezone=True), nullable=False),
+    #: the member's OK (None: not yet); the channel it came by
+    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+    Column("channel", Text, nullable=True),
+    #: a member's open roll calls, newest first, for their OK
+    Index(
+        "roll_call_members_open_idx",
+        "alert_id",
+        "asked_at",
+        postgresql_where=text("confirmed_at IS NULL"),
+    ),
 )
 
 

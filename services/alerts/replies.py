@@ -5,6 +5,12 @@ followed by an ETA in minutes (`YES 15`, `oui 10 min`, `PO 20min`, `yes 1h`), an
 carry an emergency's reply code anywhere (`YES R7V 15`) when the member has several
 open alerts (the code's shape is defined once, in `shared.reply_codes`, and no reply
 word has it). Anything else is `unknown`: the caller answers with help and keeps the text.
+
+After accepting, a member reports the safety loop in words (whole phrases, never a
+prefix, so `OK` and `OK HOME` cannot be confused): on the way (`en_route`), on scene
+(`on_scene`, the old `arrived`), home safe (`home_safe`), and `roll_call_ok`, the answer
+to a roll call (whether one is open is the caller's to know: otherwise it gets help).
+The phrase lists are in docs/alerts.md; no phrase belongs to two kinds (tested).
 """
 
 from __future__ import annotations
@@ -16,14 +22,75 @@ from typing import Literal
 
 from shared.reply_codes import is_reply_code
 
-Kind = Literal["accepted", "declined", "arrived", "stop", "start", "help", "unknown"]
+Kind = Literal[
+    "accepted",
+    "declined",
+    "en_route",
+    "on_scene",
+    "home_safe",
+    "roll_call_ok",
+    "stop",
+    "start",
+    "help",
+    "unknown",
+]
 
 ACCEPT = frozenset({"YES", "Y", "1", "OUI", "SI", "PO", "JA"})
 DECLINE = frozenset({"NO", "N", "2", "NON", "JO", "NEIN"})
-ARRIVED = frozenset({"ARRIVED", "ONSCENE"})
 STOP = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START = frozenset({"START", "UNSTOP"})
 HELP = frozenset({"HELP", "INFO"})
+
+# The safety loop's phrases, as `normalise` leaves them (upper case, no accents, an
+# apostrophe is a space: D'ACCORD → "D ACCORD"), in en / fr / it / sq / de.
+EN_ROUTE = frozenset(
+    {
+        "EN ROUTE", "ENROUTE", "ON MY WAY", "ON THE WAY",
+        "EN CHEMIN", "JE PARS",
+        "IN ARRIVO", "PARTITO", "PARTITA", "IN VIAGGIO", "STO ARRIVANDO",
+        "NE RRUGE", "JAM NE RRUGE", "JAM RRUGES",
+        "UNTERWEGS",
+    }
+)  # fmt: skip
+ON_SCENE = frozenset(
+    {
+        "ARRIVED", "ON SCENE", "ONSCENE",
+        "ARRIVE", "ARRIVEE", "SUR PLACE", "JE SUIS ARRIVE", "JE SUIS ARRIVEE",
+        "ARRIVATO", "ARRIVATA", "SUL POSTO", "SONO ARRIVATO", "SONO ARRIVATA",
+        "MBERRITA", "MBERRITEM", "NE VEND", "JAM NE VEND",
+        "ANGEKOMMEN", "VOR ORT",
+    }
+)  # fmt: skip
+#: the old name of the on-scene words (`arrived` is what events called `on_scene`)
+ARRIVED = ON_SCENE
+HOME_SAFE = frozenset(
+    {
+        "SAFE", "HOME SAFE", "SAFE HOME", "OK HOME", "HOME", "AT HOME", "IM HOME", "I M HOME",
+        "EN SECURITE", "RENTRE", "RENTREE", "A LA MAISON", "JE SUIS RENTRE",
+        "JE SUIS RENTREE",
+        "A CASA", "AL SICURO", "RIENTRATO", "RIENTRATA", "SONO A CASA",
+        "NE SHTEPI", "JAM NE SHTEPI", "I SIGURT", "E SIGURT",
+        "ZUHAUSE", "DAHEIM", "SICHER",
+    }
+)  # fmt: skip
+#: "I am fine", the answer to a roll call (Albanian MIRE, "good", belongs here and not
+#: to HOME_SAFE: it answers "are you OK?")
+ROLL_CALL_OK = frozenset(
+    {
+        "OK", "OKAY", "FINE", "IM OK", "I M OK", "ALL OK", "ALL GOOD",
+        "D ACCORD", "DACCORD", "CA VA", "TOUT VA BIEN", "BIEN",
+        "VA BENE", "STO BENE", "TUTTO BENE", "BENE",
+        "MIRE", "JAM MIRE", "NE RREGULL",
+        "ALLES OK", "ALLES GUT", "GUT",
+    }
+)  # fmt: skip
+#: phrase → kind for the safety loop (the sets are disjoint: tested)
+SAFETY_PHRASES: dict[str, Kind] = {
+    **dict.fromkeys(EN_ROUTE, "en_route"),
+    **dict.fromkeys(ON_SCENE, "on_scene"),
+    **dict.fromkeys(HOME_SAFE, "home_safe"),
+    **dict.fromkeys(ROLL_CALL_OK, "roll_call_ok"),
+}
 
 MAX_ETA_MINUTES = 24 * 60
 _ETA = re.compile(r"^(\d{1,4})(MIN|MINS|MINUTE|MINUTES|MINUTI|MINUTA|MINUTEN|MN|M)?$")
@@ -57,11 +124,10 @@ def parse(body: str) -> Reply:
     code = codes[0] if len(codes) == 1 else None
     if len(codes) > 1 or not words:
         return Reply("unknown")
+    phrase = " ".join(words)
+    if phrase in SAFETY_PHRASES:
+        return Reply(SAFETY_PHRASES[phrase], code=code)
     head, rest = words[0], words[1:]
-    if head == "ON" and rest[:1] == ["SCENE"]:
-        head, rest = "ONSCENE", rest[1:]
-    if head in ARRIVED and not rest:
-        return Reply("arrived", code=code)
     if head in DECLINE and not rest:
         return Reply("declined", code=code)
     if head in ACCEPT:

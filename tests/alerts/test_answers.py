@@ -147,7 +147,7 @@ async def test_sms_replies_web_answers_and_signatures(
                 (str(po.member_id), "accepted", None, "sms"),
                 (str(jo.member_id), "declined", None, "sms"),
                 (str(no.member_id), "declined", None, "sms"),
-                (str(yes15.member_id), "arrived", None, "sms"),
+                (str(yes15.member_id), "on_scene", None, "sms"),
                 (str(web.member_id), "accepted", 30, "web"),
                 (str(multi.member_id), "accepted", 5, "sms"),
             ]

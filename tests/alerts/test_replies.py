@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.alerts import messages
-from services.alerts.replies import ACCEPT, DECLINE, Reply, parse
+from services.alerts.replies import ACCEPT, DECLINE, Kind, Reply, parse
 
 
 @pytest.mark.parametrize(
@@ -26,8 +28,8 @@ from services.alerts.replies import ACCEPT, DECLINE, Reply, parse
         ("Non.", Reply("declined")),
         ("2", Reply("declined")),
         ("nein", Reply("declined")),
-        ("ARRIVED", Reply("arrived")),
-        ("on scene", Reply("arrived")),
+        ("ARRIVED", Reply("on_scene")),
+        ("on scene", Reply("on_scene")),
         ("STOP", Reply("stop")),
         ("start", Reply("start")),
         ("Help", Reply("help")),
@@ -68,7 +70,7 @@ def test_case_and_punctuation_do_not_matter(word, eta, before, after, upper) -> 
 @given(st.text(max_size=80))
 def test_never_crashes_and_eta_is_bounded(body: str) -> None:
     reply = parse(body)
-    assert reply.kind in {"accepted", "declined", "arrived", "stop", "start", "help", "unknown"}
+    assert reply.kind in set(get_args(Kind))
     assert reply.eta_minutes is None or 0 <= reply.eta_minutes <= 1440
 
 

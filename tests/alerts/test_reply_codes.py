@@ -106,7 +106,7 @@ def test_a_reply_with_a_code_is_read_wherever_the_code_stands(
 @settings(max_examples=300)
 @given(code=generated, answer=st.sampled_from(sorted(DECLINE | ARRIVED)))
 def test_declines_and_arrivals_carry_the_code(code: str, answer: str) -> None:
-    kind: Kind = "declined" if answer in DECLINE else "arrived"
+    kind: Kind = "declined" if answer in DECLINE else "on_scene"
     assert parse(f"{answer} {code}") == Reply(kind, None, code)
     assert normalise(f"{code}.")[0] == code
 
