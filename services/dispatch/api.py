@@ -31,6 +31,7 @@ from services.dispatch import (
     egress,
     emergencies,
     escalation,
+    responders,
     stream_tickets,
     subscriptions,
 )
@@ -49,6 +50,9 @@ from services.dispatch.schemas import (
     EmergencyCreate,
     EmergencyOut,
     EmergencyPatch,
+    ReleaseAllOut,
+    ResponderStatusRequest,
+    RollCallOut,
     SubscriptionCreate,
     SubscriptionOut,
 )
@@ -283,7 +287,7 @@ async def escalate_emergency(
 ) -> dict[str, Any]:
     async with session.begin():
         await _visible(session, principal, emergency_id, "coordinator", "admin")
-        outcome = await escalation.escalate_now(session, settings, emergency_id, datetime.now(UTC))
+        outcome = await emergencies.escalate_now(session, settings, emergency_id, datetime.now(UTC))
         if outcome is None:
             raise _conflict(
                 Exception("no further wave: the plan is used up, or the emergency is not active")
@@ -334,15 +338,102 @@ async def get_board(
     emergency_id: uuid.UUID,
     principal: Principal = Depends(current_principal),
     session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
     row = await _visible(session, principal, emergency_id, "coordinator", "admin")
     rows = await board_store.all_rows(session, emergency_id, row.members_needed)
+    roll_call = await board_store.roll_call_view(session, settings, emergency_id, datetime.now(UTC))
     return {
         "emergency_id": emergency_id,
         "members_needed": row.members_needed,
         "staffed": row.staffed,
         "rows": [board_store.row_json(r) for r in rows],
+        "roll_call": board_store.roll_call_json(roll_call),
     }
+
+
+def _safety_conflict(exc: Exception) -> HTTPException:
+    if isinstance(exc, responders.NotOnBoard):
+        return HTTPException(status.HTTP_404_NOT_FOUND, "no such member on this board")
+    return _conflict(exc)
+
+
+@router.post(
+    "/emergencies/{emergency_id}/responders/{member_id}/status",
+    tags=["board"],
+    summary="Safety loop: set a responder's state (en_route, on_scene, released, home_safe)",
+    description="Forward only, from an acceptance or an earlier state (409 otherwise); "
+    "allowed after the close too. Publishes `muster.responder.status_set.v1`.",
+    responses={404: {"description": "no such emergency, or member not on its board"}},
+)
+async def set_responder_status(
+    emergency_id: uuid.UUID,
+    member_id: uuid.UUID,
+    body: ResponderStatusRequest,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> dict[str, Any]:
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        try:
+            row = await responders.set_status(
+                session, settings, principal, emergency_id, member_id, body.status,
+                datetime.now(UTC),
+            )  # fmt: skip
+        except (responders.NotOnBoard, emergencies.Conflict) as exc:
+            raise _safety_conflict(exc) from exc
+    return board_store.row_json(row)
+
+
+@router.post(
+    "/emergencies/{emergency_id}/release",
+    response_model=ReleaseAllOut,
+    tags=["board"],
+    summary="Safety loop: release every member on scene at once",
+)
+async def release_all(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> ReleaseAllOut:
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        try:
+            count = await responders.release_all(
+                session, settings, principal, emergency_id, datetime.now(UTC)
+            )
+        except emergencies.Conflict as exc:
+            raise _conflict(exc) from exc
+    return ReleaseAllOut(released=count)
+
+
+@router.post(
+    "/emergencies/{emergency_id}/roll-calls",
+    response_model=RollCallOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["board"],
+    summary="Safety loop: ask every member on scene to confirm they are fine",
+    description="Publishes `muster.roll_call.started.v1`; the board's `roll_call` then "
+    "shows who confirmed, who is waited for and, after "
+    "`DISPATCH_ROLL_CALL_MISSING_AFTER_S`, who is missing. 409 when nobody is on scene.",
+)
+async def start_roll_call(
+    emergency_id: uuid.UUID,
+    principal: Principal = Depends(current_principal),
+    session: AsyncSession = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> dict[str, Any] | None:
+    async with session.begin():
+        await _visible(session, principal, emergency_id, "coordinator", "admin")
+        try:
+            view = await responders.start_roll_call(
+                session, settings, principal, emergency_id, datetime.now(UTC)
+            )
+        except emergencies.Conflict as exc:
+            raise _conflict(exc) from exc
+    return board_store.roll_call_json(view)
 
 
 @router.post(

@@ -1,7 +1,8 @@
 """The dispatch service's FastAPI app and its Kafka wiring.
 
 Besides the HTTP API, each instance runs: the board consumer (muster.alerts and
-muster.responses, one consumer group), the escalation scheduler, the summary publisher,
+muster.responses, one consumer group), the timer scheduler (escalation steps, overdue
+responders), the summary publisher,
 the webhook deliverer and the board feed listener. All of them coordinate through
 PostgreSQL (row locks with SKIP LOCKED, advisory locks, LISTEN/NOTIFY), so several
 instances can run side by side.
@@ -16,26 +17,36 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from services.dispatch import authority_summaries, board_store, console
+from services.dispatch import authority_summaries, board_store, console, emergencies
 from services.dispatch.api import make_verifier, router
 from services.dispatch.availability import SummaryPublisher
-from services.dispatch.escalation import EscalationScheduler
 from services.dispatch.live import BoardFeed
+from services.dispatch.scheduler import TimerScheduler
 from services.dispatch.settings import Settings
 from services.dispatch.subscriptions import WebhookDeliverer
 from shared.consumer import Delivery
-from shared.events.alerts import AlertDelivered, AlertFailed, AlertSent, AlertStoodDown
-from shared.events.responses import ResponseReceived
+from shared.events.alerts import (
+    AlertCallEnded,
+    AlertCallPlaced,
+    AlertDelivered,
+    AlertFailed,
+    AlertSent,
+    AlertStoodDown,
+)
+from shared.events.responses import ResponseReceived, RollCallConfirmed
 from shared.events.topics import ALERTS, RESPONSES
 from shared.service import ServiceRuntime, create_app
 
-BOARD_EVENTS = (AlertSent, AlertDelivered, AlertFailed, AlertStoodDown, ResponseReceived)
+BOARD_EVENTS = (
+    AlertSent, AlertDelivered, AlertFailed, AlertStoodDown, AlertCallPlaced, AlertCallEnded,
+    ResponseReceived, RollCallConfirmed,
+)  # fmt: skip
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings)
-    handler: Callable[[Delivery], Awaitable[None]] = partial(board_store.on_event, settings)
+    handler: Callable[[Delivery], Awaitable[None]] = partial(emergencies.on_board_event, settings)
     runtime.consume(
         topics=[ALERTS, RESPONSES],
         handlers={event.event_type: handler for event in BOARD_EVENTS},
@@ -45,9 +56,9 @@ def build(settings: Settings | None = None) -> FastAPI:
         batch_transactions=True,
     )
     feed = BoardFeed(settings.database_url, board_store.channel(settings))
-    loops: list[BoardFeed | EscalationScheduler | SummaryPublisher | WebhookDeliverer] = [
+    loops: list[BoardFeed | TimerScheduler | SummaryPublisher | WebhookDeliverer] = [
         feed,
-        EscalationScheduler(runtime.db, settings),
+        TimerScheduler(runtime.db, settings),
         SummaryPublisher(runtime.db, settings),
         WebhookDeliverer(runtime.db, settings),
     ]

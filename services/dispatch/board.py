@@ -1,44 +1,64 @@
 """The response board as a pure state machine: no I/O, fed events, gives rows.
 
 Each row keeps the *facts* seen for one alerted member (when the alert was sent and in
-which wave, delivered, failed, the latest answer by the member's own time, arrived,
-stood down). Merging a fact is commutative, associative and idempotent (earliest time
-wins for one-off facts, latest `responded_at` wins for answers), so any order or
-duplication of the same events gives the same facts; the status is then a function of
-the facts, with this precedence (its rank never goes down as facts accumulate):
+which wave, delivered, failed, the call the channel ladder placed and how it ended, the
+latest answer by the member's own time, each safety-loop state reached, roll calls
+confirmed, overdue, stood down). Merging a fact is commutative, associative and
+idempotent (earliest time wins for one-off facts, latest `responded_at` wins for
+answers), so any order or duplication of the same events gives the same facts; the
+status is then a function of the facts, with this precedence (its rank never goes down
+as facts accumulate):
 
     notified 0 < failed 1 < delivered 2 < stood_down (not needed) 2.5
-             < accepted | standby | declined 3 < stood_down (closed) 4 < arrived 5
+             < accepted | standby | declined 3 < stood_down (closed) 4
+             < en_route 5 < on_scene 6 < released 7 < home_safe 8
 
 `stood_down` has two places: a member told "not needed" (the quota was met before they
 answered) may still say yes and goes on standby, as the alerts service records it, so
 that stand-down sits below an answer; the stand-down at the close (or a false-alarm
-correction) is final and sits above one. `level` gives a row's place in this order.
+correction) is final and sits above one. The safety loop (en_route → on_scene →
+released → home_safe, by the member or set by a coordinator) sits above both: a member
+who is on the road or on scene when the emergency closes is still out there, and the
+board must keep them in sight until they are home. `level` gives a row's place.
+
+`arrived` is the name older events and rows gave `on_scene`: read as `on_scene`.
 
 A member who accepted and then declines is `declined` (same rank: the latest answer by
 `responded_at` wins); an answer older than the current one is ignored; a late
-`delivered` never undoes an answer.
+`delivered` never undoes an answer, a late `en_route` never undoes `on_scene`.
 
-Quota: the places (`members_needed`, less those already arrived) go to the members
-whose current acceptance is oldest — ties broken by ETA, then distance, then member id —
-and the other acceptors are `standby`. So "later acceptances are standby", and the
-assignment depends only on the facts, never on the order they came in.
+Quota: members in the safety loop hold their places whatever happens (the quota never
+stands down someone on the road or on scene, nor counts a released member's place as
+free: releasing everyone at the end must not send a new wave). The other places
+(`members_needed`, less those) go to the members whose current acceptance is oldest —
+ties broken by ETA, then distance, then member id — and the other acceptors are
+`standby`. So "later acceptances are standby", and the assignment depends only on the
+facts, never on the order they came in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from shared.events.alerts import AlertDelivered, AlertFailed, AlertSent, AlertStoodDown
+from shared.events.alerts import (
+    AlertCallEnded,
+    AlertCallPlaced,
+    AlertDelivered,
+    AlertFailed,
+    AlertSent,
+    AlertStoodDown,
+)
 from shared.events.catalog import EventData
-from shared.events.responses import ResponseReceived
+from shared.events.emergencies import ResponderOverdue, ResponderStatusSet
+from shared.events.responses import ResponseReceived, RollCallConfirmed
 
 Status = Literal[
-    "notified", "failed", "delivered", "accepted", "standby", "declined", "stood_down", "arrived"
-]
+    "notified", "failed", "delivered", "accepted", "standby", "declined", "stood_down",
+    "en_route", "on_scene", "released", "home_safe",
+]  # fmt: skip
 RANK: dict[str, int] = {
     "notified": 0,
     "failed": 1,
@@ -47,9 +67,31 @@ RANK: dict[str, int] = {
     "standby": 3,
     "declined": 3,
     "stood_down": 4,
-    "arrived": 5,
+    "en_route": 5,
+    "on_scene": 6,
+    "released": 7,
+    "home_safe": 8,
 }
 STATUSES: tuple[str, ...] = tuple(RANK)
+#: the safety loop, in order; a row in one of these holds its place in the quota
+SAFETY_STATES: tuple[str, ...] = ("en_route", "on_scene", "released", "home_safe")
+#: statuses that fill a place (`members_needed`)
+FILLED: tuple[str, ...] = ("accepted", *SAFETY_STATES)
+#: older names of statuses, as events and stored rows may still carry them
+LEGACY_NAMES: dict[str, str] = {"arrived": "on_scene"}
+#: the channel the board shows for a state a coordinator set
+COORDINATOR = "coordinator"
+#: how the member was last contacted, in the order of the channel ladder (a tie in time
+#: goes to the later step)
+CONTACT_STEPS: tuple[str, ...] = (
+    "sms_sent", "sms_delivered", "sms_failed", "call_placed",
+    "call_answered", "call_no_answer", "call_busy", "call_failed",
+)  # fmt: skip
+
+
+def status_name(name: str) -> str:
+    """A status or answer as the board names it now (`arrived` is `on_scene`)."""
+    return LEGACY_NAMES.get(name, name)
 
 
 @dataclass(frozen=True, order=True)
@@ -71,6 +113,22 @@ class Answer:
     event_id: str
     answer: str
     eta_minutes: int | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Reached:
+    """A safety-loop state reached: the earliest (time, event id) of it wins."""
+
+    at: datetime
+    event_id: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class CallEnded:
+    ended_at: datetime
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -80,20 +138,38 @@ class RowFacts:
     sent: Sent | None = None
     delivered_at: datetime | None = None
     failed_at: datetime | None = None
+    call_placed_at: datetime | None = None
+    call_ended: CallEnded | None = None
     answer: Answer | None = None
     first_accepted_at: datetime | None = None
-    arrived_at: datetime | None = None
+    en_route: Reached | None = None
+    on_scene: Reached | None = None
+    released: Reached | None = None
+    home_safe: Reached | None = None
+    #: (roll call id, earliest confirmation), sorted by id
+    confirmed: tuple[tuple[str, datetime], ...] = ()
+    overdue_at: datetime | None = None
     stood_down_at: datetime | None = None
     stood_down_reason: str | None = None
     not_needed_at: datetime | None = None
     updated_at: datetime | None = None
 
+    def reached(self, state: str) -> Reached | None:
+        value: Reached | None = getattr(self, state)
+        return value
+
+
+BoardEventKind = Literal[
+    "sent", "delivered", "failed", "stood_down", "response", "call_placed", "call_ended",
+    "status_set", "roll_call_confirmed", "overdue",
+]  # fmt: skip
+
 
 @dataclass(frozen=True)
 class BoardEvent:
-    """One alert or response event, reduced to what the board uses."""
+    """One alert, response or safety-loop event, reduced to what the board uses."""
 
-    kind: Literal["sent", "delivered", "failed", "stood_down", "response"]
+    kind: BoardEventKind
     event_id: str
     emergency_id: UUID
     member_id: UUID
@@ -105,6 +181,8 @@ class BoardEvent:
     answer: str | None = None
     eta_minutes: int | None = None
     reason: str | None = None
+    channel: str | None = None
+    roll_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,11 +199,20 @@ class BoardRow:
     first_accepted_at: datetime | None
     updated_at: datetime | None
     alert_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: how the member last told us something (sms, web, voice) or `coordinator`
+    channel: str | None = None
+    #: the last step of the channel ladder (CONTACT_STEPS): why someone has not answered
+    contact_step: str | None = None
+    #: when the current safety-loop state was reached
+    status_at: datetime | None = None
+    #: released and not home safe after the configured time (and not home safe since)
+    overdue: bool = False
+    #: the roll calls this member confirmed
+    confirmed_roll_calls: tuple[str, ...] = ()
 
 
 def from_event(data: EventData, event_id: str) -> BoardEvent | None:
-    """The board's view of an alerts / responses event (None: not a board event)."""
+    """The board's view of an alerts / responses / safety-loop event (None: not one)."""
     if isinstance(data, AlertSent):
         return BoardEvent(
             "sent", event_id, data.emergency_id, data.member_id, str(data.alert_id), data.sent_at,
@@ -147,11 +234,39 @@ def from_event(data: EventData, event_id: str) -> BoardEvent | None:
             "stood_down", event_id, data.emergency_id, data.member_id, str(data.alert_id),
             data.stood_down_at, reason=data.reason,
         )  # fmt: skip
+    if isinstance(data, AlertCallPlaced):
+        return BoardEvent(
+            "call_placed", event_id, data.emergency_id, data.member_id, str(data.alert_id),
+            data.placed_at,
+        )  # fmt: skip
+    if isinstance(data, AlertCallEnded):
+        return BoardEvent(
+            "call_ended", event_id, data.emergency_id, data.member_id, str(data.alert_id),
+            data.ended_at, reason=data.outcome,
+        )  # fmt: skip
     if isinstance(data, ResponseReceived):
         return BoardEvent(
             "response", event_id, data.emergency_id, data.member_id, str(data.alert_id),
-            data.responded_at, answer=data.answer, eta_minutes=data.eta_minutes,
+            data.responded_at, answer=status_name(data.answer), eta_minutes=data.eta_minutes,
+            channel=data.channel,
         )  # fmt: skip
+    if isinstance(data, RollCallConfirmed):
+        return BoardEvent(
+            "roll_call_confirmed", event_id, data.emergency_id, data.member_id,
+            str(data.alert_id), data.confirmed_at, channel=data.channel,
+            roll_call_id=str(data.roll_call_id),
+        )  # fmt: skip
+    # dispatch's own events (it applies them when it writes them; a replay of the
+    # emergencies topic applies them again to the same effect)
+    if isinstance(data, ResponderStatusSet):
+        return BoardEvent(
+            "status_set", event_id, data.emergency_id, data.member_id, "", data.set_at,
+            answer=data.status, channel=COORDINATOR,
+        )  # fmt: skip
+    if isinstance(data, ResponderOverdue):
+        return BoardEvent(
+            "overdue", event_id, data.emergency_id, data.member_id, "", data.overdue_at
+        )
     return None
 
 
@@ -161,6 +276,20 @@ def _earliest(a: datetime | None, b: datetime) -> datetime:
 
 def _latest(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
+
+
+def _reach(row: RowFacts, state: str, event: BoardEvent) -> RowFacts:
+    reached = Reached(event.at, event.event_id, event.channel)
+    current = row.reached(state)
+    if current is not None and current <= reached:
+        return row
+    if state == "en_route":
+        return replace(row, en_route=reached)
+    if state == "on_scene":
+        return replace(row, on_scene=reached)
+    if state == "released":
+        return replace(row, released=reached)
+    return replace(row, home_safe=reached)
 
 
 def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
@@ -175,6 +304,12 @@ def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
         row = replace(row, delivered_at=_earliest(row.delivered_at, event.at))
     elif event.kind == "failed":
         row = replace(row, failed_at=_earliest(row.failed_at, event.at))
+    elif event.kind == "call_placed":
+        row = replace(row, call_placed_at=_earliest(row.call_placed_at, event.at))
+    elif event.kind == "call_ended":
+        ended = CallEnded(event.at, event.reason or "failed")
+        if row.call_ended is None or ended < row.call_ended:
+            row = replace(row, call_ended=ended)
     elif event.kind == "stood_down" and event.reason == "not_needed":
         row = replace(row, not_needed_at=_earliest(row.not_needed_at, event.at))
     elif event.kind == "stood_down":
@@ -183,24 +318,40 @@ def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
             row.stood_down_reason or "",
         ):
             row = replace(row, stood_down_at=event.at, stood_down_reason=event.reason)
-    elif event.kind == "response":
-        if event.answer == "arrived":
-            row = replace(row, arrived_at=_earliest(row.arrived_at, event.at))
-        else:
-            answer = Answer(event.at, event.event_id, event.answer or "declined", event.eta_minutes)
+    elif event.kind in ("response", "status_set"):
+        answer_name = status_name(event.answer or "declined")
+        if answer_name in SAFETY_STATES:
+            row = _reach(row, answer_name, event)
+        elif event.kind == "response":
+            answer = Answer(event.at, event.event_id, answer_name, event.eta_minutes, event.channel)
             if row.answer is None or answer > row.answer:
                 row = replace(row, answer=answer)
-            if event.answer == "accepted":
+            if answer_name == "accepted":
                 row = replace(row, first_accepted_at=_earliest(row.first_accepted_at, event.at))
+    elif event.kind == "roll_call_confirmed" and event.roll_call_id:
+        confirmed = dict(row.confirmed)
+        confirmed[event.roll_call_id] = _earliest(confirmed.get(event.roll_call_id), event.at)
+        row = replace(row, confirmed=tuple(sorted(confirmed.items())))
+    elif event.kind == "overdue":
+        row = replace(row, overdue_at=_earliest(row.overdue_at, event.at))
     alert_ids = [a for a in (row.alert_id, event.alert_id) if a]
-    alert_id = row.sent.alert_id if row.sent else min(alert_ids)
+    alert_id = row.sent.alert_id if row.sent else (min(alert_ids) if alert_ids else None)
     return replace(row, alert_id=alert_id)
+
+
+def safety_state(facts: RowFacts) -> str | None:
+    """The furthest safety-loop state the member reached (None: not in the loop)."""
+    for state in reversed(SAFETY_STATES):
+        if facts.reached(state) is not None:
+            return state
+    return None
 
 
 def base_status(facts: RowFacts) -> str:
     """The status before the quota splits acceptors into accepted and standby."""
-    if facts.arrived_at is not None:
-        return "arrived"
+    state = safety_state(facts)
+    if state is not None:
+        return state
     if facts.stood_down_at is not None:
         return "stood_down"
     if facts.answer is not None:
@@ -222,6 +373,36 @@ def level(facts: RowFacts) -> float:
     return RANK[status]
 
 
+def contact_step(facts: RowFacts) -> str | None:
+    """The channel ladder's latest step for this member (a tie in time: the later step)."""
+    steps: list[tuple[datetime, int]] = []
+    if facts.sent is not None:
+        steps.append((facts.sent.sent_at, 0))
+    if facts.delivered_at is not None:
+        steps.append((facts.delivered_at, 1))
+    if facts.failed_at is not None:
+        steps.append((facts.failed_at, 2))
+    if facts.call_placed_at is not None:
+        steps.append((facts.call_placed_at, 3))
+    if facts.call_ended is not None:
+        outcome = f"call_{facts.call_ended.outcome}"
+        index = CONTACT_STEPS.index(outcome) if outcome in CONTACT_STEPS else 7
+        steps.append((facts.call_ended.ended_at, index))
+    return CONTACT_STEPS[max(steps)[1]] if steps else None
+
+
+def channel(facts: RowFacts) -> str | None:
+    """The channel of the member's latest word (an answer or a safety-loop state)."""
+    said: list[tuple[datetime, str, str | None]] = []
+    if facts.answer is not None:
+        said.append((facts.answer.responded_at, facts.answer.event_id, facts.answer.channel))
+    for state in SAFETY_STATES:
+        reached = facts.reached(state)
+        if reached is not None:
+            said.append((reached.at, reached.event_id, reached.channel))
+    return max(said)[2] if said else None
+
+
 def _acceptance_order(facts: RowFacts) -> tuple[datetime, int, int, str]:
     assert facts.answer is not None
     eta = facts.answer.eta_minutes
@@ -239,8 +420,8 @@ def statuses(board: dict[UUID, RowFacts], members_needed: int | None) -> dict[UU
     result = {member: base_status(facts) for member, facts in board.items()}
     if members_needed is None:
         return result
-    arrived = sum(1 for s in result.values() if s == "arrived")
-    places = max(0, members_needed - arrived)
+    in_loop = sum(1 for s in result.values() if s in SAFETY_STATES)
+    places = max(0, members_needed - in_loop)
     acceptors = sorted(
         (facts for member, facts in board.items() if result[member] == "accepted"),
         key=_acceptance_order,
@@ -254,6 +435,7 @@ def to_row(facts: RowFacts, status: str) -> BoardRow:
     answer = facts.answer
     eta = answer.eta_minutes if answer and answer.answer == "accepted" else None
     expected = answer.responded_at + timedelta(minutes=eta) if answer and eta is not None else None
+    state = facts.reached(status) if status in SAFETY_STATES else None
     return BoardRow(
         member_id=facts.member_id,
         status=status,
@@ -267,6 +449,11 @@ def to_row(facts: RowFacts, status: str) -> BoardRow:
         first_accepted_at=facts.first_accepted_at,
         updated_at=facts.updated_at,
         alert_id=facts.alert_id,
+        channel=channel(facts),
+        contact_step=contact_step(facts),
+        status_at=state.at if state else None,
+        overdue=status == "released" and facts.overdue_at is not None,
+        confirmed_roll_calls=tuple(roll_call for roll_call, _ in facts.confirmed),
     )
 
 
@@ -284,7 +471,7 @@ def replay(events: list[BoardEvent], members_needed: int | None) -> dict[UUID, B
 
 
 def filled(current: dict[UUID, str]) -> int:
-    return sum(1 for s in current.values() if s in ("accepted", "arrived"))
+    return sum(1 for s in current.values() if s in FILLED)
 
 
 @dataclass(frozen=True)
@@ -312,6 +499,73 @@ def quota_change(
     return QuotaChange(filled(before) >= members_needed, filled(after) >= members_needed, call_up)
 
 
+# -- the safety loop's decisions --------------------------------------------------------
+
+
+def coordinator_may_set(current: str, target: str) -> bool:
+    """A coordinator moves a responder forward on the safety loop: from an acceptance
+    (accepted or standby) or from an earlier state. Backwards would be ignored by the
+    board anyway; refusing says so instead of pretending."""
+    if target not in SAFETY_STATES:
+        return False
+    if current in ("accepted", "standby"):
+        return True
+    return current in SAFETY_STATES and RANK[target] > RANK[current]
+
+
+def overdue_due_at(facts: RowFacts, after: timedelta) -> datetime | None:
+    """When a released member who is not home safe becomes overdue (None: not pending)."""
+    if facts.released is None or facts.home_safe is not None or facts.overdue_at is not None:
+        return None
+    return facts.released.at + after
+
+
+@dataclass(frozen=True)
+class RollCall:
+    roll_call_id: str
+    started_at: datetime
+    member_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True)
+class RollCallView:
+    roll_call_id: str
+    started_at: datetime
+    missing_after: datetime
+    confirmed: tuple[UUID, ...]
+    waiting: tuple[UUID, ...]
+    #: not confirmed once `missing_after` has passed
+    missing: tuple[UUID, ...]
+
+
+def roll_call_view(
+    roll_call: RollCall,
+    board: dict[UUID, RowFacts],
+    now: datetime,
+    missing_after: timedelta,
+) -> RollCallView:
+    """Who of the members asked has confirmed, and who has not: waiting before the
+    deadline, missing after it."""
+    confirmed: list[UUID] = []
+    unconfirmed: list[UUID] = []
+    for member in sorted(roll_call.member_ids, key=str):
+        facts = board.get(member)
+        if facts is not None and roll_call.roll_call_id in dict(facts.confirmed):
+            confirmed.append(member)
+        else:
+            unconfirmed.append(member)
+    deadline = roll_call.started_at + missing_after
+    late = now >= deadline
+    return RollCallView(
+        roll_call.roll_call_id,
+        roll_call.started_at,
+        deadline,
+        tuple(confirmed),
+        () if late else tuple(unconfirmed),
+        tuple(unconfirmed) if late else (),
+    )
+
+
 # -- facts <-> JSON (the `facts` column) --------------------------------------------------
 
 
@@ -321,6 +575,18 @@ def _dt(value: str | None) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _reached_json(value: Reached | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"at": _iso(value.at), "event_id": value.event_id, "channel": value.channel}
+
+
+def _reached_from(value: dict[str, Any] | None) -> Reached | None:
+    if not value:
+        return None
+    return Reached(datetime.fromisoformat(value["at"]), value["event_id"], value.get("channel"))
 
 
 def facts_to_json(facts: RowFacts) -> dict[str, Any]:
@@ -338,6 +604,10 @@ def facts_to_json(facts: RowFacts) -> dict[str, Any]:
         },
         "delivered_at": _iso(facts.delivered_at),
         "failed_at": _iso(facts.failed_at),
+        "call_placed_at": _iso(facts.call_placed_at),
+        "call_ended": None
+        if facts.call_ended is None
+        else {"ended_at": _iso(facts.call_ended.ended_at), "outcome": facts.call_ended.outcome},
         "answer": None
         if facts.answer is None
         else {
@@ -345,9 +615,12 @@ def facts_to_json(facts: RowFacts) -> dict[str, Any]:
             "event_id": facts.answer.event_id,
             "answer": facts.answer.answer,
             "eta_minutes": facts.answer.eta_minutes,
+            "channel": facts.answer.channel,
         },
         "first_accepted_at": _iso(facts.first_accepted_at),
-        "arrived_at": _iso(facts.arrived_at),
+        **{state: _reached_json(facts.reached(state)) for state in SAFETY_STATES},
+        "confirmed": [[roll_call, _iso(at)] for roll_call, at in facts.confirmed],
+        "overdue_at": _iso(facts.overdue_at),
         "stood_down_at": _iso(facts.stood_down_at),
         "stood_down_reason": facts.stood_down_reason,
         "not_needed_at": _iso(facts.not_needed_at),
@@ -358,6 +631,11 @@ def facts_to_json(facts: RowFacts) -> dict[str, Any]:
 def facts_from_json(value: dict[str, Any]) -> RowFacts:
     sent = value.get("sent")
     answer = value.get("answer")
+    call_ended = value.get("call_ended")
+    on_scene = _reached_from(value.get("on_scene"))
+    if on_scene is None and value.get("arrived_at"):
+        # stored before the safety loop: `arrived_at` is when the member was on scene
+        on_scene = Reached(datetime.fromisoformat(value["arrived_at"]), "", None)
     return RowFacts(
         member_id=UUID(value["member_id"]),
         alert_id=value.get("alert_id"),
@@ -372,16 +650,29 @@ def facts_from_json(value: dict[str, Any]) -> RowFacts:
         ),
         delivered_at=_dt(value.get("delivered_at")),
         failed_at=_dt(value.get("failed_at")),
+        call_placed_at=_dt(value.get("call_placed_at")),
+        call_ended=None
+        if not call_ended
+        else CallEnded(datetime.fromisoformat(call_ended["ended_at"]), call_ended["outcome"]),
         answer=None
         if not answer
         else Answer(
             datetime.fromisoformat(answer["responded_at"]),
             answer["event_id"],
-            answer["answer"],
+            status_name(answer["answer"]),
             answer.get("eta_minutes"),
+            answer.get("channel"),
         ),
         first_accepted_at=_dt(value.get("first_accepted_at")),
-        arrived_at=_dt(value.get("arrived_at")),
+        en_route=_reached_from(value.get("en_route")),
+        on_scene=on_scene,
+        released=_reached_from(value.get("released")),
+        home_safe=_reached_from(value.get("home_safe")),
+        confirmed=tuple(
+            (str(roll_call), datetime.fromisoformat(at))
+            for roll_call, at in value.get("confirmed") or ()
+        ),
+        overdue_at=_dt(value.get("overdue_at")),
         stood_down_at=_dt(value.get("stood_down_at")),
         stood_down_reason=value.get("stood_down_reason"),
         not_needed_at=_dt(value.get("not_needed_at")),

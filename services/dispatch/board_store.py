@@ -1,38 +1,40 @@
-"""The board's I/O: applies alert and response events to `board_rows`, settles the
-quota, and announces changed rows to live consoles.
+"""The board's I/O: applies board events to `board_rows`, works out the quota, arms the
+safety loop's overdue timers of released rows, and announces changed rows to live
+consoles.
 
-Runs inside the idempotent consumer's transaction (shared.consumer), so a redelivered
-event is skipped before it gets here and an applied one commits with its row changes,
-its `emergency.updated` outbox row and its NOTIFY. Row changes reach every dispatch
-instance through PostgreSQL LISTEN/NOTIFY, which PostgreSQL delivers only on commit:
-a console never sees a change that was rolled back.
+It neither locks nor changes the emergency: services.dispatch.emergencies owns the
+emergency's transitions, takes its lock, calls in here, and acts on the quota change
+this returns (staffed, call-ups, escalation). Everything here runs in the caller's
+transaction, so an applied event commits with its row changes and its NOTIFY. Row
+changes reach every dispatch instance through PostgreSQL LISTEN/NOTIFY, which
+PostgreSQL delivers only on commit: a console never sees a change that was rolled back.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.dispatch import audit, board, emergencies, escalation
-from services.dispatch.models import board_rows
-from services.dispatch.models import emergencies as emergencies_table
+from services.dispatch import board
+from services.dispatch.models import board_rows, roll_calls, safety_timers
 from services.dispatch.settings import Settings
-from shared.consumer import Delivery
-from shared.events.emergencies import EmergencyUpdated
-from shared.outbox import add_event
 
 #: rows that hold a place; the ranking of a new acceptor is decided against them alone
-PLACE_STATUSES = ("accepted", "arrived")
+PLACE_STATUSES = board.FILLED
 #: standby rows matter only when a place frees up (a drop-out, a larger members_needed)
 QUOTA_STATUSES = (*PLACE_STATUSES, "standby")
+#: the order of the API's rows: people on the way or there first, then the rest
+LIST_ORDER = {"on_scene": 0, "en_route": 1, "accepted": 2, "standby": 3, "released": 4}
+OVERDUE = "overdue"
 
 
 NOTIFY = "SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"
@@ -61,6 +63,11 @@ def row_json(row: board.BoardRow) -> dict[str, Any]:
         "qualifications": list(row.qualifications),
         "answered_at": iso(row.answered_at),
         "updated_at": iso(row.updated_at),
+        "channel": row.channel,
+        "contact_step": row.contact_step,
+        "status_at": iso(row.status_at),
+        "overdue": row.overdue,
+        "confirmed_roll_calls": list(row.confirmed_roll_calls),
     }
 
 
@@ -83,20 +90,20 @@ def _columns(row: board.BoardRow, facts: board.RowFacts) -> dict[str, Any]:
 async def load_facts(
     session: AsyncSession,
     emergency_id: uuid.UUID,
-    member_id: uuid.UUID | None = None,
+    member_ids: set[uuid.UUID] | None = None,
     *,
     with_standby: bool = True,
 ) -> tuple[dict[uuid.UUID, board.RowFacts], dict[uuid.UUID, str]]:
     """The rows that can change together: those holding a place (and the standby ones
-    when a place may free up), plus `member_id`'s.
+    when a place may free up), plus `member_ids`'.
 
     Without the standby rows the derived statuses are still exact as long as no place
-    frees up: a standby member can only move up when an accepted or arrived one leaves
-    (or members_needed grows), which the caller detects and then loads them."""
+    frees up: a standby member can only move up when an accepted one leaves (or
+    members_needed grows), which the caller detects and then loads them."""
     statuses = QUOTA_STATUSES if with_standby else PLACE_STATUSES
     condition: ColumnElement[bool] = board_rows.c.status.in_(statuses)
-    if member_id is not None:
-        condition = or_(condition, board_rows.c.member_id == member_id)
+    if member_ids:
+        condition = or_(condition, board_rows.c.member_id.in_(sorted(member_ids, key=str)))
     result = await session.execute(
         select(board_rows.c.member_id, board_rows.c.status, board_rows.c.facts).where(
             board_rows.c.emergency_id == emergency_id, condition
@@ -110,21 +117,25 @@ async def load_facts(
     return facts, stored
 
 
-async def all_rows(
-    session: AsyncSession, emergency_id: uuid.UUID, members_needed: int | None
-) -> list[board.BoardRow]:
+async def all_facts(
+    session: AsyncSession, emergency_id: uuid.UUID
+) -> dict[uuid.UUID, board.RowFacts]:
     result = await session.execute(
         select(board_rows.c.member_id, board_rows.c.facts).where(
             board_rows.c.emergency_id == emergency_id
         )
     )
-    facts = {member: board.facts_from_json(value) for member, value in result.all()}
-    derived = board.rows(facts, members_needed)
-    rank = {"accepted": 0, "arrived": 1, "standby": 2}
+    return {member: board.facts_from_json(value) for member, value in result.all()}
+
+
+async def all_rows(
+    session: AsyncSession, emergency_id: uuid.UUID, members_needed: int | None
+) -> list[board.BoardRow]:
+    derived = board.rows(await all_facts(session, emergency_id), members_needed)
     return sorted(
         derived.values(),
         key=lambda r: (
-            rank.get(r.status, 3),
+            LIST_ORDER.get(r.status, len(LIST_ORDER)),
             r.eta_minutes if r.eta_minutes is not None else 1 << 30,
             r.distance_m if r.distance_m is not None else 1 << 30,
             str(r.member_id),
@@ -132,38 +143,71 @@ async def all_rows(
     )
 
 
-async def apply_event(
-    session: AsyncSession, settings: Settings, event: board.BoardEvent
-) -> list[board.BoardRow]:
-    """Apply one event; return the rows whose status or content changed.
-
-    Four statements in the common case (lock with the emergency, rows, upsert, notify
-    with the summary mark): the handler runs once per event, so round trips count."""
-    emergency = await emergencies.lock_and_get(session, event.emergency_id)
-    facts, stored = await load_facts(
-        session, event.emergency_id, event.member_id, with_standby=False
+async def statuses_in(
+    session: AsyncSession, emergency_id: uuid.UUID, wanted: tuple[str, ...]
+) -> dict[uuid.UUID, str]:
+    """The members whose stored status is one of `wanted` (the stored status is the
+    derived one as of the last change: the caller holds the emergency's lock)."""
+    result = await session.execute(
+        select(board_rows.c.member_id, board_rows.c.status).where(
+            board_rows.c.emergency_id == emergency_id, board_rows.c.status.in_(wanted)
+        )
     )
-    if stored.get(event.member_id) in PLACE_STATUSES:
-        # this member may leave a place: the standby rows may move up
-        facts, stored = await load_facts(session, event.emergency_id, event.member_id)
+    return {member: status for member, status in result.all()}
+
+
+async def filled_places(session: AsyncSession, emergency_id: uuid.UUID) -> int:
+    return int(
+        (
+            await session.execute(
+                select(func.count()).where(
+                    board_rows.c.emergency_id == emergency_id,
+                    board_rows.c.status.in_(PLACE_STATUSES),
+                )
+            )
+        ).scalar_one()
+    )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What applying events did: the rows that changed, and (for a known emergency) the
+    quota before and after, for the emergency's owner to act on."""
+
+    changed: list[board.BoardRow]
+    quota: board.QuotaChange | None
+
+
+async def apply_events(
+    session: AsyncSession,
+    settings: Settings,
+    emergency: Row[Any] | None,
+    emergency_id: uuid.UUID,
+    events: list[board.BoardEvent],
+) -> Settled:
+    """Apply events of one emergency (the caller holds its lock; `emergency` None: not
+    known here). Four statements in the common case (rows, upsert, notify with the
+    summary mark): the handler runs once per event, so round trips count."""
+    touched = {event.member_id for event in events}
+    facts, stored = await load_facts(session, emergency_id, touched, with_standby=False)
+    if any(stored.get(member) == "accepted" for member in touched):
+        # an accepted member may leave a place: the standby rows may move up
+        facts, stored = await load_facts(session, emergency_id, touched)
     after = dict(facts)
-    after[event.member_id] = board.apply(facts.get(event.member_id), event)
+    for event in events:
+        after[event.member_id] = board.apply(after.get(event.member_id), event)
     return await _settle(
-        session, settings, event.emergency_id, emergency, facts, after, stored,
-        touched={event.member_id}, causation=event.event_id,
-    )  # fmt: skip
+        session, settings, emergency_id, emergency, facts, after, stored, touched=touched
+    )
 
 
-async def requota(
-    session: AsyncSession, settings: Settings, emergency_id: uuid.UUID, *, cause: str
-) -> list[board.BoardRow]:
+async def requota(session: AsyncSession, settings: Settings, emergency: Row[Any]) -> Settled:
     """Re-rank after `members_needed` changed (the caller holds the emergency's lock)."""
-    emergency = await emergencies.get(session, emergency_id)
-    facts, stored = await load_facts(session, emergency_id)
+    facts, stored = await load_facts(session, emergency.id)
     before = {m: stored[m] for m in facts}
     return await _settle(
-        session, settings, emergency_id, emergency, facts, facts, stored, touched=set(),
-        causation=None, before_statuses=before,
+        session, settings, emergency.id, emergency, facts, facts, stored, touched=set(),
+        before_statuses=before,
     )  # fmt: skip
 
 
@@ -177,13 +221,13 @@ async def _settle(
     stored: dict[uuid.UUID, str],
     *,
     touched: set[uuid.UUID],
-    causation: str | None,
     before_statuses: dict[uuid.UUID, str] | None = None,
-) -> list[board.BoardRow]:
+) -> Settled:
     needed = emergency.members_needed if emergency is not None else None
     before = before_statuses or board.statuses(before_facts, needed)
     after = board.statuses(after_facts, needed)
     changed: list[board.BoardRow] = []
+    overdue_after = timedelta(seconds=settings.overdue_after_s)
     for member, facts in after_facts.items():
         if member not in touched and stored.get(member) == after[member]:
             continue
@@ -195,6 +239,9 @@ async def _settle(
             .on_conflict_do_update(index_elements=["emergency_id", "member_id"], set_=columns)
         )
         changed.append(row)
+        due_at = board.overdue_due_at(facts, overdue_after)
+        if due_at is not None and member in touched:
+            await arm_overdue(session, emergency_id, member, due_at)
     payloads = [
         json.dumps({"emergency_id": str(emergency_id), "row": row_json(row)}) for row in changed
     ]
@@ -204,65 +251,68 @@ async def _settle(
         text(NOTIFY if emergency is None else NOTIFY_AND_MARK),
         {"channel": channel(settings), "payloads": payloads, "emergency_id": emergency_id},
     )
-    if emergency is None:
-        return changed
-    if emergency.status == "active" and needed is not None:
-        await _staffing(session, settings, emergency, board.quota_change(before, after, needed),
-                        causation)  # fmt: skip
-    return changed
+    if emergency is None or needed is None:
+        return Settled(changed, None)
+    return Settled(changed, board.quota_change(before, after, needed))
 
 
-async def _staffing(
-    session: AsyncSession,
-    settings: Settings,
-    emergency: Row[Any],
-    change: board.QuotaChange,
-    causation: str | None,
+# -- the safety loop's tables -----------------------------------------------------------
+
+
+async def arm_overdue(
+    session: AsyncSession, emergency_id: uuid.UUID, member_id: uuid.UUID, due_at: datetime
 ) -> None:
-    """`staffed` true once enough accepted (escalation stops); back to false after a
-    drop-out nobody on standby could fill (escalation resumes). A drop-out that a standby
-    fills keeps `staffed` true and names them in `call_up`."""
-    staffed = change.staffed_after
-    if staffed == emergency.staffed and not change.call_up:
-        return
-    now = datetime.now(UTC)
+    """One overdue timer per member: an earlier release time (events out of order) moves
+    a pending one earlier; a fired one stays fired."""
+    statement = pg_insert(safety_timers).values(
+        id=uuid.uuid4(), emergency_id=emergency_id, member_id=member_id, kind=OVERDUE,
+        due_at=due_at,
+    )  # fmt: skip
     await session.execute(
-        emergencies_table.update()
-        .where(emergencies_table.c.id == emergency.id)
-        .values(staffed=staffed, updated_at=now)
+        statement.on_conflict_do_update(
+            constraint="safety_timers_one_per_kind",
+            set_={"due_at": func.least(safety_timers.c.due_at, statement.excluded.due_at)},
+            where=safety_timers.c.status == "pending",
+        )
     )
-    fields = ["staffed"] if staffed != emergency.staffed else []
-    fields += ["call_up"] if change.call_up else []
-    row = await emergencies.get(session, emergency.id)
-    assert row is not None
-    await add_event(
-        session,
-        EmergencyUpdated(
-            **emergencies.facts(row),
-            staffed=staffed,
-            call_up=list(change.call_up),
-            changed=fields,
-            updated_at=now,
-        ),
-        source=settings.service_name,
-        correlationid=str(emergency.id),
-        causationid=causation,
-    )
-    await audit.record(
-        session,
-        action="staffed" if staffed else "quota_reopened",
-        emergency_id=emergency.id,
-        actor=None,
-        diff={"staffed": staffed, "call_up": [str(m) for m in change.call_up]},
-    )
-    if staffed and not emergency.staffed:
-        await escalation.disarm(session, emergency.id)
-    elif not staffed and emergency.next_step_id is None:
-        await escalation.arm_next(session, emergency.id, now)
 
 
-async def on_event(settings: Settings, delivery: Delivery) -> None:
-    """Consumer handler for muster.alerts and muster.responses."""
-    event = board.from_event(delivery.data, delivery.envelope.id)
-    if event is not None:
-        await apply_event(delivery.db, settings, event)
+async def latest_roll_call(session: AsyncSession, emergency_id: uuid.UUID) -> board.RollCall | None:
+    found = (
+        await session.execute(
+            select(roll_calls)
+            .where(roll_calls.c.emergency_id == emergency_id)
+            .order_by(roll_calls.c.started_at.desc(), roll_calls.c.id)
+            .limit(1)
+        )
+    ).one_or_none()
+    if found is None:
+        return None
+    return board.RollCall(
+        str(found.id), found.started_at, tuple(uuid.UUID(m) for m in found.member_ids)
+    )
+
+
+async def roll_call_view(
+    session: AsyncSession, settings: Settings, emergency_id: uuid.UUID, now: datetime
+) -> board.RollCallView | None:
+    roll_call = await latest_roll_call(session, emergency_id)
+    if roll_call is None:
+        return None
+    facts, _ = await load_facts(session, emergency_id, set(roll_call.member_ids))
+    return board.roll_call_view(
+        roll_call, facts, now, timedelta(seconds=settings.roll_call_missing_after_s)
+    )
+
+
+def roll_call_json(view: board.RollCallView | None) -> dict[str, Any] | None:
+    if view is None:
+        return None
+    return {
+        "roll_call_id": view.roll_call_id,
+        "started_at": view.started_at.isoformat(),
+        "missing_after": view.missing_after.isoformat(),
+        "confirmed": [str(m) for m in view.confirmed],
+        "waiting": [str(m) for m in view.waiting],
+        "missing": [str(m) for m in view.missing],
+    }

@@ -1,9 +1,17 @@
-"""An emergency's life: declare (or hold for approval), approve, update, close, cancel.
+"""An emergency's life, and the one owner of its transitions: declare (or hold for
+approval), approve, update, close, cancel; board events and what they change (staffed,
+call-ups, escalation armed or disarmed); escalation steps fired.
+
+The board (services.dispatch.board, pure, and board_store, its rows) and the escalation
+plan (services.dispatch.escalation) are planners this module asks and then acts on; they
+never call back here, so a reader follows every transition from this module. The safety
+loop's coordinator actions (services.dispatch.responders) go through
+`apply_board_events` here too.
 
 Service functions take the session first and hold no HTTP; the caller owns the
 transaction. Every change writes its event to the outbox and its audit entry in that
 same transaction, and takes the emergency's advisory lock first, so the board consumer,
-the escalation scheduler and the API never interleave on one emergency (always lock
+the timer scheduler and the API never interleave on one emergency (always lock
 order: advisory lock, then rows).
 """
 
@@ -20,18 +28,23 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatch import assistance, audit, escalation
+from services.dispatch import assistance, audit, board, board_store, escalation
 from services.dispatch.models import emergencies, summary_marks, summary_state
 from services.dispatch.schemas import AreaIn, EmergencyCreate, EmergencyPatch
 from services.dispatch.settings import Settings
 from shared.auth import Principal
+from shared.consumer import Delivery
 from shared.events.emergencies import (
     EmergencyClosed,
     EmergencyDeclared,
+    EmergencyEscalated,
     EmergencyUpdated,
 )
+from shared.observability import get_logger
 from shared.outbox import add_event
 from shared.reply_codes import new_reply_code
+
+log = get_logger(__name__)
 
 PATCHABLE = (
     "title", "description", "category", "severity", "urgency", "area",
@@ -395,8 +408,6 @@ async def update(
     emergency_id: uuid.UUID,
     patch: EmergencyPatch,
 ) -> Row[Any]:
-    from services.dispatch import board_store
-
     await lock(session, emergency_id)
     row = await get(session, emergency_id)
     assert row is not None
@@ -468,7 +479,9 @@ async def update(
             correlationid=str(emergency_id),
         )
         if "members_needed" in changes:
-            await board_store.requota(session, settings, emergency_id, cause="members_needed")
+            settled = await board_store.requota(session, settings, updated)
+            if settled.quota is not None:
+                await _staffing(session, settings, updated, settled.quota, None)
     updated = await get(session, emergency_id)
     assert updated is not None
     return updated
@@ -527,3 +540,143 @@ async def close(
     closed = await get(session, emergency_id)
     assert closed is not None
     return closed
+
+
+# -- the board: events applied, and what they change for the emergency -----------------
+
+
+async def on_board_event(settings: Settings, delivery: Delivery) -> None:
+    """Consumer handler for muster.alerts and muster.responses."""
+    event = board.from_event(delivery.data, delivery.envelope.id)
+    if event is not None:
+        await apply_board_events(
+            delivery.db, settings, event.emergency_id, [event], causation=event.event_id
+        )
+
+
+async def apply_board_events(
+    session: AsyncSession,
+    settings: Settings,
+    emergency_id: uuid.UUID,
+    events: list[board.BoardEvent],
+    *,
+    causation: str | None,
+) -> list[board.BoardRow]:
+    """Apply board events of one emergency and act on the quota they change; return the
+    rows whose status or content changed."""
+    emergency = await lock_and_get(session, emergency_id)
+    settled = await board_store.apply_events(session, settings, emergency, emergency_id, events)
+    if emergency is not None and settled.quota is not None:
+        await _staffing(session, settings, emergency, settled.quota, causation)
+    return settled.changed
+
+
+async def _staffing(
+    session: AsyncSession,
+    settings: Settings,
+    emergency: Row[Any],
+    change: board.QuotaChange,
+    causation: str | None,
+) -> None:
+    """`staffed` true once enough accepted (escalation stops); back to false after a
+    drop-out nobody on standby could fill (escalation resumes). A drop-out that a standby
+    fills keeps `staffed` true and names them in `call_up`. Only while active."""
+    staffed = change.staffed_after
+    if emergency.status != "active" or (staffed == emergency.staffed and not change.call_up):
+        return
+    now = datetime.now(UTC)
+    await session.execute(
+        emergencies.update()
+        .where(emergencies.c.id == emergency.id)
+        .values(staffed=staffed, updated_at=now)
+    )
+    fields = ["staffed"] if staffed != emergency.staffed else []
+    fields += ["call_up"] if change.call_up else []
+    row = await get(session, emergency.id)
+    assert row is not None
+    await add_event(
+        session,
+        EmergencyUpdated(
+            **facts(row),
+            staffed=staffed,
+            call_up=list(change.call_up),
+            changed=fields,
+            updated_at=now,
+        ),
+        source=settings.service_name,
+        correlationid=str(emergency.id),
+        causationid=causation,
+    )
+    await audit.record(
+        session,
+        action="staffed" if staffed else "quota_reopened",
+        emergency_id=emergency.id,
+        actor=None,
+        diff={"staffed": staffed, "call_up": [str(m) for m in change.call_up]},
+    )
+    if staffed and not emergency.staffed:
+        await escalation.disarm(session, emergency.id)
+    elif not staffed and emergency.next_step_id is None:
+        await escalation.arm_next(session, emergency.id, now)
+
+
+# -- escalation: the frozen plan's steps, fired here ------------------------------------
+
+
+async def fire_escalation_step(
+    session: AsyncSession, settings: Settings, step_id: uuid.UUID, now: datetime
+) -> str:
+    """Fire one due step inside the caller's transaction; return what happened."""
+    await lock(session, await escalation.step_emergency(session, step_id))
+    step = await escalation.claim(session, step_id)
+    if step is None:
+        return "taken"
+    emergency = await get(session, step.emergency_id)
+    assert emergency is not None
+    filled = await board_store.filled_places(session, emergency.id)
+    outcome = escalation.decide(
+        step.id, next_step_id=emergency.next_step_id, emergency_status=emergency.status,
+        filled=filled, members_needed=emergency.members_needed,
+    )  # fmt: skip
+    if outcome == "staffed":
+        await escalation.disarm(session, emergency.id)
+    elif outcome == "escalated":
+        count = escalation.wave_count(emergency.members_needed, filled, settings.over_alert_factor)
+        await add_event(
+            session,
+            EmergencyEscalated(
+                emergency_id=emergency.id, wave=step.wave, radius_m=step.radius_m, count=count,
+                escalated_at=now,
+            ),
+            source=settings.service_name,
+            correlationid=str(emergency.id),
+        )  # fmt: skip
+        await audit.record(
+            session, action="escalated", emergency_id=emergency.id, actor=None,
+            diff={"wave": step.wave, "radius_m": step.radius_m, "count": count,
+                  "accepted": filled, "step_id": str(step.id)},
+        )  # fmt: skip
+    await escalation.mark(session, step.id, outcome, now)
+    if outcome == "escalated":
+        await escalation.arm_next(session, emergency.id, now)
+    log.info(
+        "escalation step",
+        step_id=str(step.id),
+        emergency_id=str(emergency.id),
+        wave=step.wave,
+        outcome=outcome,
+    )
+    return outcome
+
+
+async def escalate_now(
+    session: AsyncSession, settings: Settings, emergency_id: uuid.UUID, now: datetime
+) -> str | None:
+    """A coordinator's "escalate now": the armed next wave fires at once instead of at
+    its due time (same step, same rules, so it can never fire twice). None when no wave
+    is armed (the plan is used up, the emergency is staffed, pending or closed)."""
+    emergency = await lock_and_get(session, emergency_id)
+    if emergency is None or emergency.status != "active" or emergency.next_step_id is None:
+        return None
+    await escalation.pull_forward(session, emergency.next_step_id, now)
+    return await fire_escalation_step(session, settings, emergency.next_step_id, now)

@@ -1,5 +1,9 @@
 """Escalation: when too few have accepted after a delay, ask alerts for the next wave.
 
+This module is the plan and its timers, not their executor: services.dispatch.emergencies
+owns the emergency's transitions, takes its lock and fires a step by asking `decide`
+here (pure) what the step should do.
+
 The plan (the waves, their radii and the delay) is frozen onto the emergency when it
 becomes active, so a later settings change does not alter a running emergency. Timers
 are rows of `escalation_steps` in PostgreSQL, so a restart neither forgets nor repeats
@@ -12,25 +16,16 @@ after it never fires it twice (as in Grafana OnCall's escalation snapshots).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatch import audit
-from services.dispatch.models import board_rows, emergencies, escalation_steps
-from services.dispatch.settings import Settings
-from shared.events.emergencies import EmergencyEscalated
-from shared.observability import get_logger
-from shared.outbox import add_event
-
-log = get_logger(__name__)
+from services.dispatch.models import emergencies, escalation_steps
 
 
 @dataclass(frozen=True)
@@ -125,172 +120,72 @@ async def disarm(session: AsyncSession, emergency_id: uuid.UUID) -> None:
     )
 
 
-async def filled_places(session: AsyncSession, emergency_id: uuid.UUID) -> int:
-    return int(
-        (
-            await session.execute(
-                select(func.count()).where(
-                    board_rows.c.emergency_id == emergency_id,
-                    board_rows.c.status.in_(("accepted", "arrived")),
-                )
-            )
-        ).scalar_one()
+StepOutcome = Literal["stale", "staffed", "escalated"]
+
+
+def decide(
+    step_id: uuid.UUID,
+    *,
+    next_step_id: uuid.UUID | None,
+    emergency_status: str,
+    filled: int,
+    members_needed: int,
+) -> StepOutcome:
+    """What a due step does: nothing unless it is the one armed step of an active
+    emergency; nothing but disarm when enough have accepted; else escalate."""
+    if next_step_id != step_id or emergency_status != "active":
+        return "stale"
+    if filled >= members_needed:
+        return "staffed"
+    return "escalated"
+
+
+async def due_step_ids(session: AsyncSession, limit: int) -> list[uuid.UUID]:
+    found = await session.execute(
+        select(escalation_steps.c.id)
+        .where(escalation_steps.c.status == "pending", escalation_steps.c.due_at <= func.now())
+        .order_by(escalation_steps.c.due_at)
+        .limit(limit)
     )
+    return list(found.scalars().all())
 
 
-async def fire_step(
-    session: AsyncSession, settings: Settings, step_id: uuid.UUID, now: datetime
-) -> str:
-    """Fire one due step inside the caller's transaction; return what happened."""
-    from services.dispatch.emergencies import lock
+async def step_emergency(session: AsyncSession, step_id: uuid.UUID) -> uuid.UUID:
+    return (
+        await session.execute(
+            select(escalation_steps.c.emergency_id).where(escalation_steps.c.id == step_id)
+        )
+    ).scalar_one()
 
-    step = (
-        await session.execute(select(escalation_steps).where(escalation_steps.c.id == step_id))
-    ).one()
-    await lock(session, step.emergency_id)
-    pending = (
+
+async def claim(session: AsyncSession, step_id: uuid.UUID) -> Any | None:
+    """The step if it is still pending and no other instance is firing it (None: taken)."""
+    return (
         await session.execute(
             select(escalation_steps)
             .where(escalation_steps.c.id == step_id, escalation_steps.c.status == "pending")
             .with_for_update(skip_locked=True)
         )
     ).one_or_none()
-    if pending is None:
-        return "taken"
-    step = pending
-    emergency = (
-        await session.execute(select(emergencies).where(emergencies.c.id == step.emergency_id))
-    ).one()
-    outcome: str
-    if emergency.next_step_id != step.id or emergency.status != "active":
-        outcome = "stale"
-    else:
-        filled = await filled_places(session, emergency.id)
-        if filled >= emergency.members_needed:
-            outcome = "staffed"
-            await disarm(session, emergency.id)
-        else:
-            count = wave_count(emergency.members_needed, filled, settings.over_alert_factor)
-            await add_event(
-                session,
-                EmergencyEscalated(
-                    emergency_id=emergency.id,
-                    wave=step.wave,
-                    radius_m=step.radius_m,
-                    count=count,
-                    escalated_at=now,
-                ),
-                source=settings.service_name,
-                correlationid=str(emergency.id),
-            )
-            await audit.record(
-                session,
-                action="escalated",
-                emergency_id=emergency.id,
-                actor=None,
-                diff={
-                    "wave": step.wave,
-                    "radius_m": step.radius_m,
-                    "count": count,
-                    "accepted": filled,
-                    "step_id": str(step.id),
-                },
-            )
-            outcome = "escalated"
+
+
+async def mark(
+    session: AsyncSession, step_id: uuid.UUID, outcome: StepOutcome, now: datetime
+) -> None:
     await session.execute(
         escalation_steps.update()
-        .where(escalation_steps.c.id == step.id)
+        .where(escalation_steps.c.id == step_id)
         .values(status="stale" if outcome == "stale" else "fired", fired_at=now, outcome=outcome)
     )
-    if outcome == "escalated":
-        await arm_next(session, emergency.id, now)
-    log.info(
-        "escalation step",
-        step_id=str(step.id),
-        emergency_id=str(emergency.id),
-        wave=step.wave,
-        outcome=outcome,
-    )
-    return outcome
 
 
-async def run_due_steps(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, limit: int = 50
-) -> int:
-    """Fire every due step (each in its own transaction); return how many were handled."""
-    async with sessionmaker() as session:
-        due = (
-            (
-                await session.execute(
-                    select(escalation_steps.c.id)
-                    .where(
-                        escalation_steps.c.status == "pending",
-                        escalation_steps.c.due_at <= func.now(),
-                    )
-                    .order_by(escalation_steps.c.due_at)
-                    .limit(limit)
-                )
-            )
-            .scalars()
-            .all()
-        )
-    handled = 0
-    for step_id in due:
-        async with sessionmaker() as session, session.begin():
-            await session.execute(text("SET LOCAL lock_timeout = '5s'"))
-            outcome = await fire_step(session, settings, step_id, datetime.now(UTC))
-        if outcome != "taken":
-            handled += 1
-    return handled
-
-
-class EscalationScheduler:
-    """The in-process loop; several dispatch instances can run it side by side."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-        self._sessionmaker = sessionmaker
-        self._settings = settings
-        self._stopping = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await run_due_steps(self._sessionmaker, self._settings)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("escalation scheduler error, retrying", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._settings.scheduler_poll_s)
-
-
-async def escalate_now(
-    session: AsyncSession, settings: Settings, emergency_id: uuid.UUID, now: datetime
-) -> str | None:
-    """A coordinator's "escalate now": the armed next wave fires at once instead of at
-    its due time (same step, same rules, so it can never fire twice). None when no wave
-    is armed (the plan is used up, the emergency is staffed, pending or closed)."""
-    from services.dispatch.emergencies import lock
-
-    await lock(session, emergency_id)
-    step_id = (
-        await session.execute(
-            select(emergencies.c.next_step_id).where(
-                emergencies.c.id == emergency_id, emergencies.c.status == "active"
-            )
-        )
-    ).scalar_one_or_none()
-    if step_id is None:
-        return None
+async def pull_forward(session: AsyncSession, step_id: uuid.UUID, now: datetime) -> None:
+    """A coordinator's "escalate now": the armed step becomes due at once."""
     await session.execute(
         escalation_steps.update()
         .where(escalation_steps.c.id == step_id, escalation_steps.c.status == "pending")
         .values(due_at=now)
     )
-    return await fire_step(session, settings, step_id, now)
 
 
 async def waves(session: AsyncSession, emergency: Any) -> dict[str, Any]:

@@ -127,6 +127,37 @@ escalation_steps = Table(
     Index("escalation_steps_due", "due_at", postgresql_where=text("status = 'pending'")),
 )
 
+#: the safety loop's timers (see services.dispatch.responders): one row per member and
+#: kind ("overdue": released and not home safe after DISPATCH_OVERDUE_AFTER_S). Like the
+#: escalation steps, a timer fires in one transaction with its event, marked `fired`
+#: there, so it neither repeats after a crash nor fires twice with two instances
+safety_timers = Table(
+    "safety_timers",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("emergency_id", UUID(as_uuid=True), nullable=False),
+    Column("member_id", UUID(as_uuid=True), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    #: pending, fired, stale
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("fired_at", DateTime(timezone=True)),
+    UniqueConstraint("emergency_id", "member_id", "kind", name="safety_timers_one_per_kind"),
+    Index("safety_timers_due", "due_at", postgresql_where=text("status = 'pending'")),
+)
+
+#: roll calls (personnel accountability reports): who was asked to confirm they are fine
+roll_calls = Table(
+    "roll_calls",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("emergency_id", UUID(as_uuid=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", Text, nullable=False),
+    Column("member_ids", JSONB, nullable=False),
+    Index("roll_calls_emergency", "emergency_id", "started_at"),
+)
+
 summary_state = Table(
     "summary_state",
     metadata,

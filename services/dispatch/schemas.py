@@ -33,7 +33,13 @@ from shapely.geometry import Polygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from shared.events.emergencies import Category, EmergencyStatus, Severity, Urgency
+from shared.events.emergencies import (
+    Category,
+    EmergencyStatus,
+    ResponderStatus,
+    Severity,
+    Urgency,
+)
 
 #: the largest number PostgreSQL's bigint holds: an id or cursor past it names no row,
 #: and asyncpg refuses to send it (a 500), so it is refused as a 422 first
@@ -419,6 +425,26 @@ class BoardRowOut(BaseModel):
     qualifications: list[str]
     answered_at: datetime | None
     updated_at: datetime
+    #: sms, web, voice (the member's latest word) or coordinator (a state set for them)
+    channel: str | None = None
+    #: the channel ladder's last step: sms_sent, sms_delivered, sms_failed, call_placed,
+    #: call_answered, call_no_answer, call_busy, call_failed
+    contact_step: str | None = None
+    #: when the current safety-loop state (en_route ... home_safe) was reached
+    status_at: datetime | None = None
+    #: released and not home safe after DISPATCH_OVERDUE_AFTER_S
+    overdue: bool = False
+    confirmed_roll_calls: list[str] = []
+
+
+class RollCallOut(BaseModel):
+    roll_call_id: UUID
+    started_at: datetime
+    #: the members asked who have not confirmed by then are `missing`
+    missing_after: datetime
+    confirmed: list[UUID]
+    waiting: list[UUID]
+    missing: list[UUID]
 
 
 class BoardOut(BaseModel):
@@ -426,6 +452,20 @@ class BoardOut(BaseModel):
     members_needed: int
     staffed: bool
     rows: list[BoardRowOut]
+    #: the latest roll call (None: none started)
+    roll_call: RollCallOut | None = None
+
+
+class ResponderStatusRequest(BaseModel):
+    """A coordinator moves a responder forward on the safety loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: ResponderStatus
+
+
+class ReleaseAllOut(BaseModel):
+    released: int
 
 
 class AuditEntryOut(BaseModel):

@@ -43,6 +43,18 @@ class Settings(MusterSettings):
         0.5, gt=0, validation_alias=AliasChoices("DISPATCH_SCHEDULER_POLL_S")
     )
 
+    #: the safety loop: a member released and not home safe this long after is overdue
+    #: (flagged on the board; alerts sends one reminder)
+    overdue_after_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        validation_alias=AliasChoices("DISPATCH_OVERDUE_AFTER_S", "DISPATCH_OVERDUE_AFTER"),
+    )
+    #: a roll call's members who have not confirmed after this are shown as missing
+    roll_call_missing_after_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("DISPATCH_ROLL_CALL_MISSING_AFTER_S")
+    )
+
     #: at most one availability summary per emergency per this many seconds
     summary_min_interval_s: float = Field(
         1.0, ge=0, validation_alias=AliasChoices("DISPATCH_SUMMARY_MIN_INTERVAL_S")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from services.dispatch.board import STATUSES, BoardRow
+from services.dispatch.board import SAFETY_STATES, STATUSES, BoardRow
 from shared.events.availability import AvailabilitySummary
 
 ETA_BANDS: tuple[tuple[str, int, int | None], ...] = (
@@ -24,7 +24,7 @@ ETA_BANDS: tuple[tuple[str, int, int | None], ...] = (
 )
 #: alerted but not (yet) answered: their alert went out or arrived, and nothing since
 NO_ANSWER = ("notified", "delivered")
-QUALIFICATION_COUNTS = ("alerted", "accepted", "standby", "arrived", "declined")
+QUALIFICATION_COUNTS = ("alerted", "accepted", "standby", *SAFETY_STATES, "declined")
 
 
 def eta_band(eta_minutes: int) -> str:
@@ -44,6 +44,9 @@ def summarize(
     declared_at: datetime | None,
     updated_at: datetime,
 ) -> AvailabilitySummary:
+    # a count per status (the safety loop's en_route, on_scene, released, home_safe too),
+    # plus no_answer, alerted, and `arrived`: the old name of on_scene, for receivers
+    # written before the safety loop
     counts = dict.fromkeys(STATUSES, 0) | {"no_answer": 0, "alerted": 0}
     by_qualification: dict[str, dict[str, int]] = {}
     eta_bands = {name: 0 for name, _, _ in ETA_BANDS} | {"unknown": 0}
@@ -67,6 +70,7 @@ def summarize(
             first_accept is None or row.first_accepted_at < first_accept
         ):
             first_accept = row.first_accepted_at
+    counts["arrived"] = counts["on_scene"]
     first_accept_seconds = (
         max(0.0, (first_accept - declared_at).total_seconds())
         if first_accept is not None and declared_at is not None

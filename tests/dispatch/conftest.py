@@ -11,15 +11,24 @@ from typing import Any
 
 import pytest
 
-from shared.events.alerts import AlertDelivered, AlertFailed, AlertSent, AlertStoodDown
+from shared.events.alerts import (
+    AlertCallEnded,
+    AlertCallPlaced,
+    AlertDelivered,
+    AlertFailed,
+    AlertSent,
+    AlertStoodDown,
+)
 from shared.events.catalog import EventData, make_envelope
 from shared.events.envelope import Envelope
-from shared.events.responses import ResponseReceived
+from shared.events.responses import ResponseReceived, RollCallConfirmed
 from tests.support.processes import ServiceProcess, run_migrations, start_service
 from tests.support.tokens import TestKey, bearer
 
 SECTION = "AL"
 OTHER_SECTION = "XK"
+#: a roll call id for scripts that do not start one through the API
+ROLL_CALL = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
 
 
 @pytest.fixture
@@ -178,15 +187,54 @@ class Script:
             )
         )
 
-    def answer(self, member: uuid.UUID, answer: str, at: float, eta: int | None = None) -> Envelope:
+    def answer(
+        self, member: uuid.UUID, answer: str, at: float, eta: int | None = None,
+        channel: str = "sms",
+    ) -> Envelope:  # fmt: skip
         return self.envelope(
             ResponseReceived(
                 emergency_id=self.emergency_id,
                 member_id=member,
                 alert_id=self._alert(member),
-                answer=answer,
+                answer=answer,  # type: ignore[arg-type]
                 eta_minutes=eta,
-                channel="sms",  # type: ignore[arg-type]
+                channel=channel,  # type: ignore[arg-type]
                 responded_at=self.t0 + timedelta(seconds=at),
+            )
+        )
+
+    def call_placed(self, member: uuid.UUID, at: float) -> Envelope:
+        return self.envelope(
+            AlertCallPlaced(
+                emergency_id=self.emergency_id,
+                member_id=member,
+                alert_id=self._alert(member),
+                placed_at=self.t0 + timedelta(seconds=at),
+            )
+        )
+
+    def call_ended(self, member: uuid.UUID, at: float, outcome: str = "no_answer") -> Envelope:
+        return self.envelope(
+            AlertCallEnded(
+                emergency_id=self.emergency_id,
+                member_id=member,
+                alert_id=self._alert(member),
+                outcome=outcome,  # type: ignore[arg-type]
+                ended_at=self.t0 + timedelta(seconds=at),
+            )
+        )
+
+    def roll_call_confirmed(
+        self, member: uuid.UUID, at: float, roll_call_id: uuid.UUID | None = None,
+        channel: str = "sms",
+    ) -> Envelope:  # fmt: skip
+        return self.envelope(
+            RollCallConfirmed(
+                emergency_id=self.emergency_id,
+                member_id=member,
+                alert_id=self._alert(member),
+                roll_call_id=roll_call_id or ROLL_CALL,
+                channel=channel,  # type: ignore[arg-type]
+                confirmed_at=self.t0 + timedelta(seconds=at),
             )
         )

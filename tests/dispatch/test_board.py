@@ -20,36 +20,58 @@ QUALIFICATIONS = ("FIRST_AID", "SAR", "INCIDENT_COMMAND")
 def event(
     kind: str, member: uuid.UUID, at: int, *, answer: str | None = None, eta: int | None = None,
     wave: int = 1, distance: int = 1000, quals: tuple[str, ...] = ("FIRST_AID",),
-    reason: str = "not_needed",
+    reason: str = "not_needed", channel: str = "sms", roll_call: str = "rc-1",
+    outcome: str = "no_answer",
 ) -> BoardEvent:  # fmt: skip
     return BoardEvent(
         kind=kind,  # type: ignore[arg-type]
         event_id=str(uuid.uuid4()),
         emergency_id=EMERGENCY,
         member_id=member,
-        alert_id=f"alert-{member}",
+        alert_id=f"alert-{member}" if kind not in ("status_set", "overdue") else "",
         at=T0 + timedelta(seconds=at),
         wave=wave,
         distance_m=distance,
         qualifications=quals,
-        answer=answer,
+        answer=board.status_name(answer) if answer else None,
         eta_minutes=eta,
-        reason=reason if kind == "stood_down" else None,
+        reason=reason if kind == "stood_down" else outcome if kind == "call_ended" else None,
+        channel="coordinator" if kind == "status_set" else channel,
+        roll_call_id=roll_call if kind == "roll_call_confirmed" else None,
     )
 
 
 events_strategy = st.lists(
     st.builds(
         event,
-        kind=st.sampled_from(["sent", "delivered", "failed", "stood_down", "response"]),
+        kind=st.sampled_from(
+            [
+                "sent",
+                "delivered",
+                "failed",
+                "stood_down",
+                "response",
+                "response",
+                "call_placed",
+                "call_ended",
+                "status_set",
+                "roll_call_confirmed",
+                "overdue",
+            ]
+        ),
         member=st.sampled_from(MEMBERS),
         at=st.integers(0, 600),
-        answer=st.sampled_from(["accepted", "declined", "arrived"]),
+        answer=st.sampled_from(
+            ["accepted", "declined", "arrived", "en_route", "on_scene", "released", "home_safe"]
+        ),
         eta=st.one_of(st.none(), st.integers(0, 90)),
         wave=st.integers(1, 3),
         distance=st.integers(0, 50_000),
         quals=st.lists(st.sampled_from(QUALIFICATIONS), max_size=2, unique=True).map(tuple),
         reason=st.sampled_from(["not_needed", "closed", "false_alarm"]),
+        channel=st.sampled_from(["sms", "web", "voice"]),
+        roll_call=st.sampled_from(["rc-1", "rc-2"]),
+        outcome=st.sampled_from(["answered", "no_answer", "busy", "failed"]),
     ),
     min_size=1,
     max_size=40,
@@ -116,7 +138,7 @@ def test_latest_answer_by_its_own_time_wins() -> None:
     assert board.replay([accepted, declined, again], 2)[a].status == "accepted"
 
 
-def test_failed_then_delivered_and_arrived_on_top() -> None:
+def test_failed_then_delivered_and_on_scene_on_top() -> None:
     a = MEMBERS[0]
     assert board.replay([event("failed", a, 1), event("delivered", a, 2)], 1)[a].status == (
         "delivered"
@@ -127,7 +149,8 @@ def test_failed_then_delivered_and_arrived_on_top() -> None:
          event("response", a, 50, answer="declined")],
         1,
     )  # fmt: skip
-    assert rows[a].status == "arrived"
+    # `arrived` is the old name of on_scene
+    assert rows[a].status == "on_scene"
 
 
 def test_standby_after_the_quota_and_call_up_after_a_drop_out() -> None:
@@ -199,7 +222,7 @@ def test_a_summary_never_names_a_member(events: list[BoardEvent], needed: int) -
     text = summary.model_dump_json()
     for item in events:
         assert str(item.member_id) not in text
-        assert item.alert_id not in text
+        assert not item.alert_id or item.alert_id not in text
         assert str(item.member_id.hex) not in text
     assert summary.counts["alerted"] == len(rows)
     assert sum(summary.counts[s] for s in board.STATUSES) == len(rows)
@@ -232,3 +255,203 @@ def test_summary_counts_bands_and_first_acceptance() -> None:
     assert summary.by_qualification["SAR"]["standby"] == 1
     assert summary.first_accept_seconds == 42.0
     assert summary.needed == 2 and summary.drill is True
+
+
+# -- the safety loop (issue 11) ------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=events_strategy, needed=st.integers(1, 4))
+def test_the_quota_never_stands_down_a_member_on_the_loop(
+    events: list[BoardEvent], needed: int
+) -> None:
+    rows = board.replay(events, needed)
+    facts: dict[uuid.UUID, board.RowFacts] = {}
+    for item in events:
+        facts[item.member_id] = board.apply(facts.get(item.member_id), item)
+    for member, row in rows.items():
+        state = board.safety_state(facts[member])
+        if state is not None:
+            # on the road, on scene, released or home: that state, never standby
+            assert row.status == state
+    in_loop = sum(1 for r in rows.values() if r.status in board.SAFETY_STATES)
+    accepted = sum(1 for r in rows.values() if r.status == "accepted")
+    assert accepted <= max(0, needed - in_loop)
+
+
+def test_the_loop_goes_forward_and_a_late_step_never_moves_it_back() -> None:
+    a = MEMBERS[0]
+    steps = [
+        event("response", a, 10, answer="accepted", eta=15),
+        event("response", a, 20, answer="en_route", channel="web"),
+        event("response", a, 900, answer="on_scene", channel="voice"),
+        event("status_set", a, 4000, answer="released"),
+        event("response", a, 9000, answer="home_safe", channel="sms"),
+    ]
+    for upto, expected in ((2, "en_route"), (3, "on_scene"), (4, "released"), (5, "home_safe")):
+        assert board.replay(steps[:upto], 1)[a].status == expected
+    # the en_route text arrives last (a phone back in coverage): still home safe
+    late = board.replay([steps[0], *steps[2:], steps[1]], 1)[a]
+    assert late.status == "home_safe"
+    assert late.channel == "sms" and late.status_at == T0 + timedelta(seconds=9000)
+    released = board.replay(steps[:4], 1)[a]
+    assert released.channel == "coordinator"
+    # a decline after arriving changes nothing: the member is still out there
+    assert (
+        board.replay([*steps[:3], event("response", a, 1000, answer="declined")], 1)[a].status
+        == "on_scene"
+    )
+
+
+def test_the_close_does_not_hide_someone_on_the_road() -> None:
+    a, b = MEMBERS[:2]
+    rows = board.replay(
+        [event("response", a, 5, answer="accepted", eta=5),
+         event("response", a, 6, answer="en_route"),
+         event("response", b, 5, answer="accepted", eta=9),
+         event("stood_down", a, 30, reason="closed"),
+         event("stood_down", b, 30, reason="closed")],
+        2,
+    )  # fmt: skip
+    assert (rows[a].status, rows[b].status) == ("en_route", "stood_down")
+
+
+def test_members_in_the_loop_hold_their_places_and_released_ones_keep_theirs() -> None:
+    a, b, c = MEMBERS[:3]
+    steps = [
+        event("response", a, 10, answer="accepted", eta=5),
+        event("response", b, 20, answer="accepted", eta=5),
+        event("response", c, 30, answer="accepted", eta=5),
+        # c, the latest acceptor (standby at first), sets off anyway
+        event("response", c, 40, answer="en_route"),
+    ]
+    current = board.statuses(_facts(steps), 2)
+    assert current == {a: "accepted", b: "standby", c: "en_route"}
+    released = _facts([*steps, event("status_set", c, 50, answer="released")])
+    assert board.statuses(released, 2) == {a: "accepted", b: "standby", c: "released"}
+    # releasing does not free a place: no drop-out, no call-up, no new wave
+    assert board.quota_change(current, board.statuses(released, 2), 2).changed is False
+    assert board.filled(board.statuses(released, 2)) == 2
+
+
+def _facts(events: list[BoardEvent]) -> dict[uuid.UUID, board.RowFacts]:
+    facts: dict[uuid.UUID, board.RowFacts] = {}
+    for item in events:
+        facts[item.member_id] = board.apply(facts.get(item.member_id), item)
+    return facts
+
+
+def test_the_contact_step_says_why_someone_has_not_answered() -> None:
+    a = MEMBERS[0]
+    sent = event("sent", a, 0)
+    assert board.replay([sent], 1)[a].contact_step == "sms_sent"
+    assert board.replay([sent, event("delivered", a, 3)], 1)[a].contact_step == "sms_delivered"
+    ladder = [sent, event("delivered", a, 3), event("call_placed", a, 300)]
+    assert board.replay(ladder, 1)[a].contact_step == "call_placed"
+    for outcome in ("answered", "no_answer", "busy", "failed"):
+        ended = event("call_ended", a, 330, outcome=outcome)
+        assert board.replay([ended, *reversed(ladder)], 1)[a].contact_step == f"call_{outcome}"
+    # a delivery receipt late from the network does not hide the call
+    assert board.replay([*ladder, event("delivered", a, 2)], 1)[a].contact_step == "call_placed"
+    assert board.replay([sent, event("failed", a, 1)], 1)[a].contact_step == "sms_failed"
+
+
+def test_an_answer_by_voice_shows_its_channel() -> None:
+    a = MEMBERS[0]
+    rows = board.replay(
+        [event("sent", a, 0), event("call_placed", a, 300), event("call_ended", a, 330,
+         outcome="answered"), event("response", a, 325, answer="accepted", eta=15,
+         channel="voice")],
+        1,
+    )  # fmt: skip
+    assert (rows[a].status, rows[a].eta_minutes, rows[a].channel) == ("accepted", 15, "voice")
+
+
+def test_old_rows_and_events_named_arrived_read_as_on_scene() -> None:
+    a = MEMBERS[0]
+    stored = {
+        "member_id": str(a), "alert_id": "x", "sent": None, "delivered_at": None,
+        "failed_at": None,
+        "answer": {"responded_at": T0.isoformat(), "event_id": "e1", "answer": "accepted",
+                   "eta_minutes": 5},
+        "first_accepted_at": T0.isoformat(), "arrived_at": (T0 + timedelta(minutes=9)).isoformat(),
+        "stood_down_at": None, "stood_down_reason": None, "not_needed_at": None,
+        "updated_at": T0.isoformat(),
+    }  # fmt: skip
+    facts = board.facts_from_json(stored)
+    assert board.base_status(facts) == "on_scene"
+    assert facts.on_scene is not None and facts.on_scene.at == T0 + timedelta(minutes=9)
+    assert board.facts_from_json(board.facts_to_json(facts)) == facts
+
+
+def test_overdue_is_flagged_until_home_safe() -> None:
+    a = MEMBERS[0]
+    after = timedelta(hours=3)
+    released = [event("response", a, 0, answer="on_scene"), event("status_set", a, 60,
+                answer="released")]  # fmt: skip
+    facts = _facts(released)[a]
+    assert board.overdue_due_at(facts, after) == T0 + timedelta(seconds=60) + after
+    overdue = [*released, event("overdue", a, 60 + 3 * 3600)]
+    assert board.replay(overdue, 1)[a].overdue is True
+    assert board.overdue_due_at(_facts(overdue)[a], after) is None  # fired: never again
+    home = board.replay([*overdue, event("response", a, 20_000, answer="home_safe")], 1)[a]
+    assert (home.status, home.overdue) == ("home_safe", False)
+    assert board.overdue_due_at(_facts([*released, event("response", a, 99,
+                                answer="home_safe")])[a], after) is None  # fmt: skip
+
+
+def test_a_coordinator_moves_responders_forward_only() -> None:
+    assert board.coordinator_may_set("accepted", "on_scene")
+    assert board.coordinator_may_set("standby", "en_route")
+    assert board.coordinator_may_set("on_scene", "released")
+    assert board.coordinator_may_set("en_route", "home_safe")
+    assert not board.coordinator_may_set("released", "on_scene")
+    assert not board.coordinator_may_set("home_safe", "home_safe")
+    assert not board.coordinator_may_set("declined", "on_scene")
+    assert not board.coordinator_may_set("delivered", "on_scene")
+    assert not board.coordinator_may_set("accepted", "accepted")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    asked=st.sets(st.sampled_from(MEMBERS), min_size=1),
+    confirming=st.sets(st.sampled_from(MEMBERS)),
+    elapsed=st.integers(0, 900),
+)
+def test_a_roll_call_shows_who_has_not_confirmed(
+    asked: set[uuid.UUID], confirming: set[uuid.UUID], elapsed: int
+) -> None:
+    roll_call = board.RollCall("rc-1", T0, tuple(sorted(asked, key=str)))
+    events = [event("roll_call_confirmed", m, 30, roll_call="rc-1") for m in confirming]
+    events += [event("roll_call_confirmed", m, 40, roll_call="rc-0") for m in asked]
+    view = board.roll_call_view(
+        roll_call, _facts(events), T0 + timedelta(seconds=elapsed), timedelta(minutes=5)
+    )
+    assert set(view.confirmed) == asked & confirming
+    unconfirmed = asked - confirming
+    assert set(view.waiting) | set(view.missing) == unconfirmed
+    # missing only once the deadline has passed, and then every unconfirmed member
+    assert set(view.missing) == (unconfirmed if elapsed >= 300 else set())
+    assert view.missing_after == T0 + timedelta(minutes=5)
+
+
+def test_summary_counts_each_state_and_keeps_the_old_name() -> None:
+    a, b, c, d = MEMBERS[:4]
+    rows = board.replay(
+        [event("sent", m, 0) for m in (a, b, c, d)]
+        + [event("response", m, 5, answer="accepted", eta=5) for m in (a, b, c, d)]
+        + [event("response", a, 6, answer="en_route"), event("response", b, 7, answer="arrived"),
+           event("response", c, 8, answer="on_scene"), event("status_set", c, 9, answer="released"),
+           event("response", d, 9, answer="home_safe")],
+        4,
+    )  # fmt: skip
+    summary = summaries.summarize(
+        rows.values(), emergency_id=EMERGENCY, section="AL", drill=False, needed=4,
+        declared_at=T0, updated_at=T0,
+    )  # fmt: skip
+    counts = summary.counts
+    assert (counts["en_route"], counts["on_scene"], counts["released"], counts["home_safe"]) == (
+        1, 1, 1, 1,
+    )  # fmt: skip
+    assert counts["arrived"] == counts["on_scene"]
+    assert summary.by_qualification["FIRST_AID"]["on_scene"] == 1

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.dispatch import board_store
+from services.dispatch import emergencies as dispatch_emergencies
 from services.dispatch.app import BOARD_EVENTS
 from services.dispatch.models import emergencies
 from services.dispatch.settings import Settings
@@ -54,7 +54,8 @@ def records(envelopes: Sequence[Envelope], prefix: str, first_offset: int) -> li
     out = []
     for offset, envelope in enumerate(envelopes, first_offset):
         encoded = encode(envelope)
-        topic = RESPONSES if envelope.type == "response.received" else ALERTS
+        on_responses = ".response." in envelope.type or ".roll_call." in envelope.type
+        topic = RESPONSES if on_responses else ALERTS
         out.append(
             PolledRecord(
                 prefix + topic, 0, offset, encoded.key, encoded.value, list(encoded.headers)
@@ -91,7 +92,7 @@ async def boards(
 
 
 def consumer(board: Board, *, batch: bool, producer: Any = None, **options: Any) -> EventConsumer:
-    handler = partial(board_store.on_event, board.settings)
+    handler = partial(dispatch_emergencies.on_board_event, board.settings)
     return EventConsumer(
         name="dispatch-board-test",
         handlers={event.event_type: handler for event in BOARD_EVENTS},
@@ -135,7 +136,8 @@ async def board_of(board: Board, emergency_id: uuid.UUID) -> dict[str, Any]:
 
 step = st.tuples(
     st.sampled_from(["sent", "delivered", "failed", "stood_down", "accepted", "declined",
-                     "arrived"]),
+                     "arrived", "en_route", "on_scene", "released", "home_safe",
+                     "call_placed", "call_ended", "roll_call_confirmed"]),
     st.sampled_from(range(len(MEMBERS))),
     st.integers(0, 600),
     st.one_of(st.none(), st.integers(0, 90)),
@@ -149,7 +151,15 @@ def script_envelopes(
     out: list[Envelope] = []
     for kind, member_index, at, eta in steps:
         member = MEMBERS[member_index]
-        if kind in ("accepted", "declined", "arrived"):
+        if kind in (
+            "accepted",
+            "declined",
+            "arrived",
+            "en_route",
+            "on_scene",
+            "released",
+            "home_safe",
+        ):
             out.append(script.answer(member, kind, at, eta if kind == "accepted" else None))
         elif kind == "sent":
             out.append(script.sent(member, at, distance_m=at * 10))
