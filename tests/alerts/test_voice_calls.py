@@ -297,3 +297,38 @@ async def test_sigkill_between_placing_and_recording_places_no_second_call(
         crashing.kill()
         if successor is not None:
             successor.stop()
+
+
+async def test_two_alerts_processes_call_each_member_once(
+    alerts_env: dict[str, str],
+    twilio: FakeTwilio,
+    topics: Topics,
+    redis_client,
+    admin_engine: AsyncEngine,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    people = [member(lat=CENTRE[0] + i * 0.0005, language="it") for i in range(8)]
+    await publish_members(topics.bootstrap, topics(MEMBERS_STATE), people)
+    env = {**alerts_env, **LADDER, "ALERTS_LADDER_INTERVAL_S": "0.2"}
+    first = start_service("alerts", env, tmp_path)
+    second = start_service("alerts", env, tmp_path)
+    try:
+        await wait_indexed(redis_client, topics.prefix, people)
+        emergency = declared(members_needed=10, severity="Extreme", title="Frana")
+        await publish_emergency_event(topics.bootstrap, topics(EMERGENCIES), emergency)
+        assert await twilio.wait_for_async(lambda ms: len(ms) >= 8, 30)
+        await twilio.wait_for_calls(8)
+        await asyncio.sleep(QUIET_PERIOD_S)
+        assert len(twilio.call_requests) == 8
+        assert sorted(c.to for c in twilio.calls) == sorted(m.phone for m in people)
+        async with admin_engine.connect() as conn:
+            placed = (
+                await conn.execute(
+                    text(f"SELECT count(*) FROM \"{schema}\".voice_calls WHERE status = 'placed'")
+                )
+            ).scalar_one()
+        assert placed == 8
+    finally:
+        first.stop()
+        second.stop()
