@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
 from services.alerts.providers.voice import ConsoleVoice, TwilioVoice, voice_provider_for
 from services.alerts.settings import Settings
 
-TWILIO = {"twilio_account_sid": "AC1", "twilio_auth_token": "t"}
+TWILIO: dict[str, Any] = {"twilio_account_sid": "AC1", "twilio_auth_token": "t"}
 
 
 def test_the_voice_provider_follows_the_sms_provider() -> None:
