@@ -21,10 +21,13 @@ from services.alerts.answer_page import answer_router
 from services.alerts.calling import CallLadder
 from services.alerts.inbound import sms_router
 from services.alerts.index import TargetingIndex
+from services.alerts.member_page import member_page_router
 from services.alerts.providers import provider_for
 from services.alerts.providers.voice import voice_provider_for
+from services.alerts.qualification_expiry import QualificationExpiry
 from services.alerts.reach import reach_router
 from services.alerts.safety_loop import SafetyLoop
+from services.alerts.self_service import MemberCommands
 from services.alerts.sending import Sender
 from services.alerts.settings import Settings
 from services.alerts.speech import Speech
@@ -56,6 +59,9 @@ def build(settings: Settings | None = None) -> FastAPI:
     index = TargetingIndex(redis_client, settings)
     sender = Sender(settings, runtime.db, provider_for(settings), redis_client)
     alerting = Alerting(settings, index, runtime.db, on_recorded=sender.wake)
+    # members' own SMS commands and qualification reminders (issue 11, self-service)
+    commands = MemberCommands(settings, index, lambda: redis_client)
+    expiry = QualificationExpiry(settings, runtime.db, index, sender)
     voice = voice_provider_for(settings)
     # the channel ladder: calls after unanswered SMS (calling.py); off without a provider
     ladder = CallLadder(settings, runtime.db, voice, index) if voice is not None else None
@@ -122,6 +128,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     async def startup() -> None:
         background.append(asyncio.create_task(watch_index(), name="index-watchdog"))
         await sender.start()
+        await expiry.start()
         if ladder is not None:
             await ladder.start()
         else:
@@ -137,6 +144,7 @@ def build(settings: Settings | None = None) -> FastAPI:
                 await task
         if ladder is not None:
             await ladder.stop()
+        await expiry.stop()
         await sender.stop()
 
     app = create_app(
@@ -145,9 +153,10 @@ def build(settings: Settings | None = None) -> FastAPI:
         description="Selects the nearest qualified members, alerts them by SMS and web, "
         "and takes their answers.",
         routers=[
-            sms_router(settings, lambda: runtime.db),
+            sms_router(settings, lambda: runtime.db, commands),
             answer_router(settings, lambda: runtime.db, lambda: redis_client),
             reach_router(settings, lambda: runtime.db, lambda: index),
+            member_page_router(settings, lambda: runtime.db, lambda: redis_client, lambda: index),
             voice_router(settings, lambda: runtime.db, Speech(settings.espeak_path)),
         ],
         on_startup=[startup],

@@ -34,6 +34,7 @@ from services.alerts.erasure import forget_erased_opt_out
 from services.alerts.models import alerts, inbound_messages, outbound_messages, sms_opt_outs
 from services.alerts.replies import Reply, parse
 from services.alerts.responder_states import moves
+from services.alerts.self_service import MemberCommands
 from services.alerts.settings import Settings
 from shared.events.alerts import AlertDelivered, AlertFailed
 from shared.observability import get_logger
@@ -161,7 +162,11 @@ async def _roll_call_ok(
     return "roll_call_ok", messages.text(target.alert.language, "roll_call_ok"), target
 
 
-def sms_router(settings: Settings, db: Callable[[], async_sessionmaker[AsyncSession]]) -> APIRouter:
+def sms_router(
+    settings: Settings,
+    db: Callable[[], async_sessionmaker[AsyncSession]],
+    commands: MemberCommands | None = None,
+) -> APIRouter:
     router = APIRouter(tags=["sms"])
 
     @router.post("/sms/inbound", summary="An SMS reply (Twilio webhook); answers in TwiML")
@@ -208,7 +213,13 @@ def sms_router(settings: Settings, db: Callable[[], async_sessionmaker[AsyncSess
                 ).one()
                 log.info("sms reply already handled, answered again", outcome=earlier.outcome)
                 return twiml(earlier.answer)
-            outcome, answer, target = await handle_reply(session, phone, parse(body), now)
+            # a member's own command (AWAY, BACK, STATUS, LINK: self_service.py) first
+            command = await commands.answer(session, phone, body, now) if commands else None
+            if command is not None:
+                outcome, answer, kept, target = command.outcome, command.answer, command.kept, None
+            else:
+                outcome, answer, target = await handle_reply(session, phone, parse(body), now)
+                kept = answer
             if outcome == "start":
                 await forget_erased_opt_out(session, settings, phone)
             await session.execute(
@@ -216,7 +227,7 @@ def sms_router(settings: Settings, db: Callable[[], async_sessionmaker[AsyncSess
                 .where(inbound_messages.c.id == row_id)
                 .values(
                     outcome=outcome,
-                    answer=answer,
+                    answer=kept,
                     alert_id=target.alert.id if target else None,
                     emergency_id=target.alert.emergency_id if target else None,
                 )

@@ -11,6 +11,8 @@ Keys (all under the service's Redis prefix):
 - `alerts:geo:home:<section>` / `alerts:geo:live:<section>`: GEO sets of home and last
   live positions (selection decides which one counts, by the live position's age)
 - `alerts:gone:<id>`: the member was erased
+- `alerts:phones`: hash E.164 number → member id (whose SMS command this is; the member
+  hash keeps its number as `p` so a changed number leaves the map)
 - `alerts:index:ready`: the marker; missing means Redis lost the index: rebuild first
 """
 
@@ -46,7 +48,22 @@ INDEX_REBUILD_SECONDS = Gauge(
 _UPSERT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+-- the same version again changes nothing, unless it was indexed before the phone map
+-- existed: then it fills the map in (a rebuild-index after the upgrade)
+if cur and tonumber(cur) == tonumber(ARGV[1]) then
+  if ARGV[12] == '' or redis.call('HEXISTS', KEYS[1], 'p') == 1 then return 0 end
+end
+local oldp = redis.call('HGET', KEYS[1], 'p')
+if oldp and oldp ~= ARGV[12] and redis.call('HGET', ARGV[11], oldp) == ARGV[10] then
+  redis.call('HDEL', ARGV[11], oldp)
+end
+if ARGV[12] ~= '' then
+  redis.call('HSET', ARGV[11], ARGV[12], ARGV[10])
+  redis.call('HSET', KEYS[1], 'p', ARGV[12])
+else
+  redis.call('HDEL', KEYS[1], 'p')
+end
 local old = redis.call('HGET', KEYS[1], 's')
 if old and old ~= ARGV[2] then
   redis.call('ZREM', ARGV[8] .. old, ARGV[10])
@@ -68,6 +85,10 @@ return 1
 """
 
 _DELETE = """
+local oldp = redis.call('HGET', KEYS[1], 'p')
+if oldp and redis.call('HGET', ARGV[4], oldp) == ARGV[3] then
+  redis.call('HDEL', ARGV[4], oldp)
+end
 local old = redis.call('HGET', KEYS[1], 's')
 if old then
   redis.call('ZREM', ARGV[1] .. old, ARGV[3])
@@ -120,6 +141,7 @@ class TargetingIndex:
         self._geo_home = settings.key("geo", "home", "")
         self._geo_live = settings.key("geo", "live", "")
         self._snapshots = settings.key("snapshots")
+        self._phones = settings.key("phones")
         self.ready_key = settings.key("index", "ready")
         self._lock_key = settings.key("index", "rebuild-lock")
         self._rebuild_guard = asyncio.Lock()
@@ -152,6 +174,8 @@ class TargetingIndex:
             self._geo_home,
             self._geo_live,
             mid,
+            self._phones,
+            member.phone or "",
         ]
         return keys, args
 
@@ -170,8 +194,28 @@ class TargetingIndex:
     async def delete(self, member_id: str) -> None:
         await self._delete(
             keys=[self._member_key(member_id), self._gone_key(member_id), self._snapshots],
-            args=[self._geo_home, self._geo_live, member_id],
+            args=[self._geo_home, self._geo_live, member_id, self._phones],
         )
+
+    async def member_by_phone(self, phone: str) -> MemberChanged | None:
+        """The member whose number this is (an SMS command's sender), if indexed."""
+        member_id = await self.redis.hget(self._phones, phone)
+        if member_id is None:
+            return None
+        found = await self.members(
+            [member_id.decode() if isinstance(member_id, bytes) else str(member_id)]
+        )
+        return found[0] if found else None
+
+    async def scan_members(self, batch: int = 2000) -> AsyncIterator[list[MemberChanged]]:
+        """Every indexed snapshot, a batch at a time (HSCAN: Redis is never blocked)."""
+        cursor = 0
+        while True:
+            cursor, found = await self.redis.hscan(self._snapshots, cursor, count=batch)
+            if isinstance(found, dict) and found:
+                yield [MemberChanged.model_validate_json(raw) for raw in found.values()]
+            if cursor == 0:
+                return
 
     async def candidates(self, sections: Iterable[str], where: SearchArea) -> list[MemberChanged]:
         """Every indexed member of `sections` whose home or live position is within

@@ -21,6 +21,10 @@ need them); their `phone` columns are NULL and message bodies "[erased]" (erasur
 - `sender_heartbeats`: which sender processes are alive (their "sending" rows are theirs).
 - `roll_call_members`: who each roll call asked and when they answered OK (safety_loop.py);
   the row is written with the roll-call SMS, once per member per roll call.
+- `member_links`: the personal-page links members asked for by SMS (`LINK`), single-use
+  and short-lived, kept only as hashes of their tokens (member_page.py).
+- `qualification_reminders`: one row per member, qualification and expiry date whose
+  reminder SMS is due or sent; the unique row is the claim (qualification_expiry.py).
 - `voice_calls`: the channel ladder's calls (calling.py), at most one per alert (so one
   per member per emergency), written and committed before the provider is asked.
 """
@@ -32,6 +36,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -237,6 +242,46 @@ roll_call_members = Table(
         "alert_id",
         "asked_at",
         postgresql_where=text("confirmed_at IS NULL"),
+    ),
+)
+
+member_links = Table(
+    "member_links",
+    metadata,
+    #: SHA-256 (hex) of the link's token: a copy of the table opens no one's page
+    Column("token_hash", Text, primary_key=True),
+    Column("member_id", UUID(as_uuid=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    #: set by the one submit the link allows
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    #: SHA-256 of the CSRF token of the form last shown (a POST must carry it)
+    Column("csrf_hash", Text, nullable=True),
+    Index("member_links_member_idx", "member_id"),
+)
+
+qualification_reminders = Table(
+    "qualification_reminders",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("member_id", UUID(as_uuid=True), nullable=False),
+    Column("code", Text, nullable=False),
+    Column("expires_at", Date, nullable=False),
+    #: pending, sending, sent, failed, skipped (no number, opted out, erased)
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("claimed_by", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("provider_sid", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    #: claimed again after its sender died while sending: the member may get it twice
+    Column("possible_duplicate", Boolean, nullable=False, server_default=text("false")),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("member_id", "code", "expires_at", name="qualification_reminder_once"),
+    Index(
+        "qualification_reminders_open_idx",
+        "id",
+        postgresql_where=text("status IN ('pending', 'sending')"),
     ),
 )
 

@@ -69,6 +69,29 @@ class Settings(MusterSettings):
     reach_preview_rate_per_min: int = Field(
         60, ge=1, validation_alias=_env("ALERTS_REACH_PREVIEW_RATE_PER_MIN")
     )
+    #: members' self-service (issue 11): how long a personal-page link (`LINK`) works
+    member_link_ttl_s: int = Field(1800, ge=60, validation_alias=_env("ALERTS_MEMBER_LINK_TTL_S"))
+    #: SMS commands (AWAY, BACK, STATUS, LINK) one number may send per minute; personal
+    #: page requests per link and per client address per minute
+    member_command_rate_per_min: int = Field(
+        10, ge=1, validation_alias=_env("ALERTS_MEMBER_COMMAND_RATE_PER_MIN")
+    )
+    member_page_rate_per_min: int = Field(
+        30, ge=1, validation_alias=_env("ALERTS_MEMBER_PAGE_RATE_PER_MIN")
+    )
+    #: a qualification expiring within this many days gets its holder one SMS
+    expiry_reminder_days: int = Field(
+        30, ge=1, le=365, validation_alias=_env("ALERTS_EXPIRY_REMINDER_DAYS")
+    )
+    #: STATUS lists the qualifications expiring within this many days
+    expiry_status_days: int = Field(
+        60, ge=1, le=365, validation_alias=_env("ALERTS_EXPIRY_STATUS_DAYS")
+    )
+    #: how often each alerts process looks for qualifications expiring (and reminders
+    #: left unsent by a process that died)
+    expiry_check_interval_s: float = Field(
+        3600.0, gt=0, validation_alias=_env("ALERTS_EXPIRY_CHECK_INTERVAL_S")
+    )
     #: the key of the hashes an erased member's opt-out is kept under (erasure.py);
     #: empty: a random key is generated once and kept in the database
     pseudonym_key: SecretStr = Field(SecretStr(""), validation_alias=_env("ALERTS_PSEUDONYM_KEY"))
