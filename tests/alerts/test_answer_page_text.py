@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from services.alerts import messages
 from services.alerts.answer_page import MapLinks, _emergency_page, where_to_go
 from services.alerts.answers import OpenAlert
+from services.alerts.responder_states import Button
 
 NBSP = "\u00a0"
 
@@ -98,7 +99,8 @@ def test_the_page_names_qualifications_distance_and_links() -> None:
             "area": {"lat": 40.7239, "lon": 19.5561, "radius_m": 3000},
         },
     )
-    html = _emergency_page(OpenAlert(alert, emergency), notice=None, buttons=True).body.decode()
+    shown: list[Button] = ["coming", "not_coming"]
+    html = _emergency_page(OpenAlert(alert, emergency), notice=None, shown=shown).body.decode()
     assert 'lang="fr"' in html
     assert "Premiers secours, Recherche et sauvetage" in html and "FIRST_AID" not in html
     assert f"3,4{NBSP}km" in html

@@ -125,12 +125,19 @@ async def _drop_schemas(engine: AsyncEngine, names: Sequence[str]) -> None:
 
 
 @pytest.fixture
+def dispatch_env() -> dict[str, str]:
+    """Dispatch settings a test module needs besides the platform's (override it)."""
+    return {}
+
+
+@pytest.fixture
 async def platform(
     infra: Infra,
     topics: Topics,
     admin_engine: AsyncEngine,
     redis_client: redis.Redis,
     tmp_path: Path,
+    dispatch_env: dict[str, str],
 ) -> AsyncIterator[Platform]:
     run = uuid.uuid4().hex[:8]
     schemas = {name: f"e2e_{name}_{run}" for name in ("members", "alerts", "dispatch")}
@@ -172,6 +179,7 @@ async def platform(
         "DISPATCH_ESCALATION_DELAY_EXTREME_S": "3600",
         "DISPATCH_SUMMARY_MIN_INTERVAL_S": "0.3",
         "DISPATCH_SCHEDULER_POLL_S": "0.2",
+        **dispatch_env,
     }
     started: list[ServiceProcess] = []
     await _create_schemas(admin_engine, list(schemas.values()))
