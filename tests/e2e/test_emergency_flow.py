@@ -132,6 +132,7 @@ def dispatch_env() -> dict[str, str]:
 
 @pytest.fixture
 async def platform(
+    request: pytest.FixtureRequest,
     infra: Infra,
     topics: Topics,
     admin_engine: AsyncEngine,
@@ -171,6 +172,8 @@ async def platform(
         **twilio.env(),  # MUSTER_SMS_PROVIDER=twilio, TWILIO_API_BASE=the local server
         "MUSTER_PUBLIC_BASE_URL": public_base,
         "MUSTER_JWKS_URL": jwks_url,
+        # alerts settings a test module needs besides these (its ALERTS_ENV)
+        **getattr(request.module, "ALERTS_ENV", {}),
     }
     envs["dispatch"] |= {
         "MUSTER_JWKS_URL": jwks_url,
