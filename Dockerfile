@@ -9,6 +9,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# espeak-ng speaks the voice calls in languages Twilio has no voice for (Albanian):
+# docs/alerts.md, "Voice calls".
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng \
+    && rm -rf /var/lib/apt/lists/*
+
 # Every runtime dependency ships as a wheel for linux/amd64 and arm64: no compiler needed.
 COPY pyproject.toml README.md ./
 COPY shared ./shared
