@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts import messages
 from shared.events.catalog import make_envelope
+from shared.events.envelope import Envelope, decode
+from shared.events.topics import dead_letter_topic
 from tests.alerts.answers_support import message_of, sms
 from tests.alerts.fake_twilio import FakeTwilio
 from tests.alerts.members import (
@@ -44,7 +46,7 @@ from tests.alerts.safety_support import (
     status_set,
 )
 from tests.conftest import Topics
-from tests.support.kafka import publish
+from tests.support.kafka import publish, read_records
 from tests.support.processes import start_service
 
 #: per language: accept, on the way, on scene, home safe, the roll call's OK
@@ -119,6 +121,14 @@ async def test_the_safety_loop_by_sms_in_four_languages(
             # a roll call: each member texted once in their language, even when dispatch
             # sends the event again (a new event id, the same roll call)
             first = roll_call(eid, [m.member_id for m in everyone])
+            # a bad roll call ahead of it on the same partition: dead-lettered, not blocking
+            bad = Envelope(
+                type=first.event_type,
+                source="muster.dispatch",
+                subject=str(eid),
+                data={"emergency_id": str(eid), "member_ids": ["not a member id"]},
+            )
+            await publish(topics.bootstrap, topics(EMERGENCIES), [bad])
             await dispatch_says(topics, first)
             assert await each_got(everyone, "roll_call")
             await dispatch_says(topics, first.model_copy())
@@ -232,7 +242,21 @@ async def test_the_safety_loop_by_sms_in_four_languages(
             sq.member_id: "home_safe",
         }
         assert sorted(open_calls) == sorted([it.member_id, sq.member_id])
-        # nothing was dead-lettered: unknown members and emergencies are skipped
-        assert "record dead-lettered" not in service.log()
+        # only the bad roll call was dead-lettered: unknown members and emergencies are
+        # skipped, never an error
+        dead = await read_records(
+            topics.bootstrap,
+            [dead_letter_topic(topics(EMERGENCIES))],
+            until=lambda rs: len(rs) >= 1,
+        )
+        await asyncio.sleep(1.0)
+        dead = await read_records(
+            topics.bootstrap,
+            [dead_letter_topic(topics(EMERGENCIES))],
+            until=lambda rs: False,
+            timeout_s=2.0,
+        )
+        assert [dict(r.headers)["muster.dlq.reason"] for r in dead] == [b"invalid_data"]
+        assert decode(dead[0].value, dead[0].headers, dead[0].key).id == bad.id
     finally:
         service.stop()
