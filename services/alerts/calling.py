@@ -65,7 +65,8 @@ CALLS = Counter(
     ["outcome"],
 )
 CALLS_HELD = Counter(
-    "muster_alerts_calls_held_total", "Due ladder calls held for the member's quiet hours"
+    "muster_alerts_calls_held_total",
+    "Ladder rounds that held a due call for the member's quiet hours (one per alert and round)",
 )
 
 #: alerts whose SMS is old enough for the shortest delay and that nothing has stopped;

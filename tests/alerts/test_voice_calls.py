@@ -243,6 +243,21 @@ async def test_staffed_closed_cancelled_and_quiet_hours_place_no_call(
         await twilio.wait_for_calls(2)
         await asyncio.sleep(QUIET_PERIOD_S)
         assert [c.to for c in twilio.calls] == [extreme_m.phone, quiet_m.phone]
+
+        # how each call ended reaches the board's topic; ringing is not an end
+        first, second = twilio.calls
+        assert (await twilio.end(first, "ringing")).status_code == 204
+        assert (await twilio.end(first, "no-answer")).status_code == 204
+        assert (await twilio.end(second, "busy")).status_code == 204
+        alert_events = await events(topics, ALERTS, 4)
+        ended = sorted(
+            (e.data["member_id"], e.data["outcome"])
+            for e in alert_events
+            if e.type == "muster.alert.call_ended.v1"
+        )
+        assert ended == sorted(
+            [(str(extreme_m.member_id), "no_answer"), (str(quiet_m.member_id), "busy")]
+        )
     finally:
         service.stop()
 
