@@ -109,6 +109,9 @@ async def test_an_unanswered_sms_is_followed_by_one_call_whose_keys_answer(
             assert retry.status_code == 200 and "did not understand" in spoken(retry.text)
         done = await twilio.press(call, minutes_action, "15")
         assert done.status_code == 200 and "expected in 15 minutes" in spoken(done.text)
+        # fetched again now (a retried webhook): the answer stands, the call only says so
+        again_menu = await twilio.pick_up(call)
+        assert "answer is recorded already" in spoken(again_menu) and not gather_actions(again_menu)
         assert (await twilio.end(call, "completed")).status_code == 204
         # a replayed status callback publishes nothing more
         assert (await twilio.end(call, "completed")).status_code == 204
@@ -134,6 +137,12 @@ async def test_an_unanswered_sms_is_followed_by_one_call_whose_keys_answer(
             wav = await client.get(service.url + played[0].removeprefix(PUBLIC_BASE))
         assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
         assert wav.content[:4] == b"RIFF"
+        async with httpx.AsyncClient(timeout=30) as client:
+            root = service.url + played[0].removeprefix(PUBLIC_BASE).rsplit("/", 1)[0]
+            assert (await client.get(f"{root}/nonsense.wav")).status_code == 404
+            assert (
+                await client.get(f"{service.url}/voice/unknown/audio/alert.wav")
+            ).status_code == 404
         declined = await twilio.press(sq_call, gather_actions(sq_menu)[0], "2")
         assert declined.status_code == 200
         assert (await twilio.end(sq_call, "completed")).status_code == 204
