@@ -45,6 +45,7 @@ from services.alerts.models import (
     emergencies,
     outbound_messages,
 )
+from services.alerts.responder_states import in_the_field
 from services.alerts.selection import Chosen, Target, first_wave_count, target_for
 from services.alerts.selection import select as select_members
 from services.alerts.settings import Settings
@@ -634,10 +635,26 @@ class Alerting:
                 update(alerts)
                 .where(condition)
                 .values(stood_down_at=now, stood_down_reason=reason)
-                .returning(alerts.c.id, alerts.c.member_id, alerts.c.phone, alerts.c.language)
+                .returning(
+                    alerts.c.id,
+                    alerts.c.member_id,
+                    alerts.c.phone,
+                    alerts.c.language,
+                    alerts.c.response,
+                )
             )
         ).all()
-        await self._follow_up(session, row, targets, kind, reason, now, delivery.envelope.id)
+        await self._follow_up(
+            session,
+            row,
+            targets,
+            kind,
+            reason,
+            now,
+            delivery.envelope.id,
+            # members still out (on the way, on scene) are asked to say when they are home
+            wording=lambda t: "stand_down_out" if in_the_field(t.response) else kind,
+        )
         await session.execute(
             text("SELECT pg_notify(:c, '')"), {"c": notify_channel(self.settings.schema_name)}
         )
@@ -651,7 +668,10 @@ class Alerting:
         reason: str,
         now: datetime,
         causation: str,
+        wording: Callable[[Any], str] | None = None,
     ) -> None:
+        """`kind` messages (their text: `wording(target)`, else `kind`'s) and the
+        stand-down events."""
         if not targets:
             return
         # an erased member's rows have no number: their state changes, nobody is texted
@@ -667,7 +687,7 @@ class Alerting:
                             kind,
                             t.phone,
                             messages.follow_up_sms(
-                                kind,
+                                wording(t) if wording else kind,
                                 language=t.language,
                                 title=emergency.title,
                                 drill=emergency.drill,

@@ -31,6 +31,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_needed": "{drill}MUSTER {title}: no longer needed, thank you.",
         "call_up": "{drill}MUSTER {title}: you are needed now, please go. {link}",
         "stand_down": "{drill}MUSTER {title}: stand down, it is over. Thank you.",
+        "stand_down_out": "{drill}MUSTER {title}: stand down, it is over. Thank you. "
+        "Reply SAFE when you are home.",
         "correction": "{drill}MUSTER CORRECTION: {title} was a false alarm. Do not go.",
         "closed": "This emergency is closed. Thank you.",
         "help": "MUSTER: reply YES +minutes (YES 15), NO, ON MY WAY, ARRIVED, SAFE (home), "
@@ -88,6 +90,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_needed": "{drill}MUSTER {title}: plus besoin, merci.",
         "call_up": "{drill}MUSTER {title}: on a besoin de vous, partez. {link}",
         "stand_down": "{drill}MUSTER {title}: fin de l'intervention. Merci.",
+        "stand_down_out": "{drill}MUSTER {title}: fin de l'intervention. Merci. "
+        "Repondez RENTRE une fois chez vous.",
         "correction": "{drill}MUSTER CORRECTION: {title} etait une fausse alerte. N'y allez pas.",
         "closed": "Cette urgence est terminee. Merci.",
         "help": "MUSTER: repondez OUI +minutes (OUI 15), NON, EN ROUTE, ARRIVE, RENTRE, "
@@ -146,6 +150,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_needed": "{drill}MUSTER {title}: non serve piu, grazie.",
         "call_up": "{drill}MUSTER {title}: servi ora, vai per favore. {link}",
         "stand_down": "{drill}MUSTER {title}: intervento finito. Grazie.",
+        "stand_down_out": "{drill}MUSTER {title}: intervento finito. Grazie. "
+        "Rispondi A CASA quando sei rientrato.",
         "correction": "{drill}MUSTER CORREZIONE: {title} era un falso allarme. Non andare.",
         "closed": "Questa emergenza e chiusa. Grazie.",
         "help": "MUSTER: rispondi SI +minuti (SI 15), NO, IN ARRIVO, ARRIVATO, A CASA, "
@@ -204,6 +210,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_needed": "{drill}MUSTER {title}: nuk nevojitet me, faleminderit.",
         "call_up": "{drill}MUSTER {title}: ju duhen tani, ju lutem shkoni. {link}",
         "stand_down": "{drill}MUSTER {title}: nderhyrja mbaroi. Faleminderit.",
+        "stand_down_out": "{drill}MUSTER {title}: nderhyrja mbaroi. Faleminderit. "
+        "Pergjigju NE SHTEPI kur te ktheheni.",
         "correction": "{drill}MUSTER KORRIGJIM: {title} ishte alarm i rreme. Mos shkoni.",
         "closed": "Kjo emergjence u mbyll. Faleminderit.",
         "help": "MUSTER: pergjigju PO +minuta (PO 15), JO, NE RRUGE, MBERRITA, NE SHTEPI, "
@@ -261,6 +269,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_needed": "{drill}MUSTER {title}: nicht mehr noetig, danke.",
         "call_up": "{drill}MUSTER {title}: Sie werden jetzt gebraucht. {link}",
         "stand_down": "{drill}MUSTER {title}: Einsatz beendet. Danke.",
+        "stand_down_out": "{drill}MUSTER {title}: Einsatz beendet. Danke. "
+        "Antwort ZUHAUSE wenn Sie daheim sind.",
         "correction": "{drill}MUSTER KORREKTUR: {title} war ein Fehlalarm. Nicht ausruecken.",
         "closed": "Dieser Einsatz ist beendet. Danke.",
         "help": "MUSTER: Antwort JA +Minuten (JA 15), NEIN, UNTERWEGS, ANGEKOMMEN, ZUHAUSE, "

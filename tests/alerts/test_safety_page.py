@@ -53,15 +53,16 @@ async def test_the_safety_loop_by_the_answer_page(
     en = member(lat=CENTRE[0], language="en")
     fr = member(lat=CENTRE[0] + 0.001, language="fr")
     sq = member(lat=CENTRE[0] + 0.002, language="sq")
-    everyone = [en, fr, sq]
+    it = member(lat=CENTRE[0] + 0.003, language="it")
+    everyone = [en, fr, sq, it]
     await publish_members(topics.bootstrap, topics(MEMBERS_STATE), everyone)
     service = start_service("alerts", alerts_env, tmp_path)
     try:
         await wait_indexed(redis_client, topics.prefix, everyone)
-        emergency = declared(radius_m=5000, members_needed=3, title="Search")
+        emergency = declared(radius_m=5000, members_needed=4, title="Search")
         eid = emergency.emergency_id
         await publish_emergency_event(topics.bootstrap, topics(EMERGENCIES), emergency)
-        assert await twilio.wait_for_async(lambda ms: len(ms) >= 3, 30)
+        assert await twilio.wait_for_async(lambda ms: len(ms) >= 4, 30)
         page_of = {
             m.member_id: f"/r/{token_in(twilio.to(m.phone or '')[0].body)}" for m in everyone
         }
@@ -98,8 +99,9 @@ async def test_the_safety_loop_by_the_answer_page(
             await press(en, "en_route", 409)  # never back
             await press(en, "roll_call_ok", 409)  # no roll call open
 
-            for who in (fr, sq):
+            for who in (fr, sq, it):
                 await press(who, "10")
+            assert offered(await press(it, "en_route")) == ["on_scene"]
             assert offered(await press(fr, "on_scene")) == []
 
             # a roll call: "I'm OK" while it is open for them, gone once answered
@@ -135,8 +137,20 @@ async def test_the_safety_loop_by_the_answer_page(
             assert "Your status: home safe." in (await show(en)).text
             await press(en, "on_scene", 409)
 
-            # the close: fr is still out and may still say they are home; sq never left
+            # the close: fr and it are still out and may still say they are home; sq never
+            # left. The stand-down asks the member on the way to say when they are home.
             await dispatch_says(topics, closed(eid))
+
+            def stood_down(who, kind: str) -> bool:  # type: ignore[no-untyped-def]
+                body = messages.follow_up_sms(
+                    kind, language=who.language, title="Search", drill=False
+                )
+                return body in [m.body for m in twilio.to(who.phone or "")]
+
+            assert await twilio.wait_for_async(
+                lambda _: stood_down(it, "stand_down_out") and stood_down(sq, "stand_down"), 30
+            )
+            assert not stood_down(fr, "stand_down") and not stood_down(fr, "stand_down_out")
             for _ in range(100):
                 if (await client.get(page_of[sq.member_id])).status_code == 410:
                     break
@@ -149,8 +163,10 @@ async def test_the_safety_loop_by_the_answer_page(
             assert "Je suis rentré" in after.text
             await press(fr, "roll_call_ok", 410)
             assert offered(await press(fr, "home_safe")) == []
+            assert offered(await show(it)) == ["home_safe"]
+            await press(it, "home_safe")
 
-        events = await responses(topics, 4 + 3 + 1 + 1)
+        events = await responses(topics, 4 + 3 + 1 + 3 + 1)
         assert answers_of(events, en.member_id) == [
             ("accepted", "web"),
             ("en_route", "web"),
@@ -163,6 +179,11 @@ async def test_the_safety_loop_by_the_answer_page(
             ("home_safe", "web"),
         ]
         assert answers_of(events, sq.member_id) == [("accepted", "web")]
+        assert [a for a, _ in answers_of(events, it.member_id)] == [
+            "accepted",
+            "en_route",
+            "home_safe",
+        ]
         assert confirmations(events) == [(str(en.member_id), str(call.roll_call_id), "web")]
     finally:
         service.stop()
