@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.alerts import messages
 from services.alerts.replies import (
     ACCEPT,
     DECLINE,
@@ -154,3 +155,19 @@ def test_case_punctuation_and_a_code_do_not_change_the_kind(
 )
 def test_a_phrase_with_more_words_is_never_guessed(phrase: str, extra: str) -> None:
     assert parse(f"{phrase} {extra}").kind == "unknown"
+
+
+@pytest.mark.parametrize("language", messages.LANGUAGES)
+def test_the_loops_texts_exist_in_every_language_and_fit_one_gsm7_segment(language: str) -> None:
+    for kind in ("released", "roll_call", "overdue", "stand_down_out"):
+        body = messages.follow_up_sms(kind, language=language, title="T" * 60, drill=True)
+        assert messages.encoding_of(body).name == "GSM-7", (kind, body)
+        assert messages.segments(body) == 1, (kind, len(body), body)
+    for name in ("en_route", "home_safe", "roll_call_ok", "help"):
+        assert messages.segments(messages.text(language, name)) == 1
+    for state in ("en_route", "on_scene", "released", "home_safe"):
+        named = messages.text(language, f"state_{state}")
+        assert messages.segments(messages.text(language, "already", state=named)) == 1
+        assert messages.text(language, "page_status", state=named)
+    for button in ("en_route", "on_scene", "roll_call_ok", "home_safe"):
+        assert messages.text(language, f"page_{button}")
