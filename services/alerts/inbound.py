@@ -103,7 +103,7 @@ async def handle_reply(
     elif answer in LOOP_ANSWERS and len(movable) == 1:
         target = movable[0]
     elif answer in LOOP_ANSWERS and len(movable) > 1:
-        return _which(movable, language)
+        return _which(movable, language, answer)
     elif len(open_alerts) == 1:
         target = open_alerts[0]
     elif not open_alerts and mine:
@@ -136,12 +136,18 @@ LOOP_STATES = frozenset({"en_route", "on_scene", "released", "home_safe"})
 REPLY_TEXT = {"on_scene": "arrived"}
 
 
-def _which(candidates: list[OpenAlert], language: str) -> tuple[str, str, None]:
-    """Several alerts the reply could be for: ask for the code, never guess."""
+def _which(
+    candidates: list[OpenAlert], language: str, answer: str | None = None
+) -> tuple[str, str, None]:
+    """Several alerts the reply could be for: ask for the code, never guess. The example
+    is the member's kind of reply (YES ... 15, or SAFE ..., OK ...)."""
     titled = {a.emergency.reply_code: a.emergency.title for a in candidates}
     codes = sorted(titled)
     # the code with the start of its title, so the member knows which is which
     listed = ", ".join(f"{code} {titled[code][:24].strip()}" for code in codes)
+    if answer in LOOP_ANSWERS or answer == "roll_call_ok":
+        reply = f"{messages.text(language, f'word_{answer}')} {codes[0]}"
+        return "ambiguous", messages.text(language, "which_reply", reply=reply, codes=listed), None
     which = messages.text(language, "which", example=codes[0], codes=listed)
     return "ambiguous", which, None
 
@@ -154,7 +160,7 @@ async def _roll_call_ok(
     if reply.code is not None:
         asked = [a for a in asked if a.emergency.reply_code == reply.code]
     if len(asked) > 1:
-        return _which(asked, language)
+        return _which(asked, language, "roll_call_ok")
     if not asked:
         return "unknown", messages.text(language, "help"), None
     target = asked[0]

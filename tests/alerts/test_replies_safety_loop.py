@@ -171,3 +171,10 @@ def test_the_loops_texts_exist_in_every_language_and_fit_one_gsm7_segment(langua
         assert messages.text(language, "page_status", state=named)
     for button in ("en_route", "on_scene", "roll_call_ok", "home_safe"):
         assert messages.text(language, f"page_{button}")
+
+
+@pytest.mark.parametrize("language", messages.LANGUAGES)
+def test_the_example_words_of_the_code_question_mean_what_they_say(language: str) -> None:
+    for kind in SAFETY_SETS:
+        word = messages.text(language, f"word_{kind}")
+        assert parse(f"{word} R7V") == Reply(kind, code="R7V"), (language, kind, word)  # type: ignore[arg-type]

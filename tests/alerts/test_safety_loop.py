@@ -12,6 +12,7 @@ text nobody understands get the help text."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from pathlib import Path
 
@@ -258,5 +259,74 @@ async def test_the_safety_loop_by_sms_in_four_languages(
         )
         assert [dict(r.headers)["muster.dlq.reason"] for r in dead] == [b"invalid_data"]
         assert decode(dead[0].value, dead[0].headers, dead[0].key).id == bad.id
+    finally:
+        service.stop()
+
+
+async def test_a_loop_reply_that_could_be_for_two_emergencies_asks_for_the_code(
+    alerts_env: dict[str, str],
+    twilio: FakeTwilio,
+    topics: Topics,
+    redis_client,
+    tmp_path: Path,
+) -> None:
+    """Released from one emergency and coming to another: SAFE could be for either, so the
+    member is asked for the code (with an example of their kind of reply), never guessed."""
+    who = member(lat=CENTRE[0], language="en")
+    await publish_members(topics.bootstrap, topics(MEMBERS_STATE), [who])
+    service = start_service("alerts", alerts_env, tmp_path)
+    try:
+        await wait_indexed(redis_client, topics.prefix, [who])
+        flood = declared(radius_m=5000, members_needed=1, title="Flood")
+        await publish_emergency_event(topics.bootstrap, topics(EMERGENCIES), flood)
+        assert await twilio.wait_for_async(lambda ms: len(ms) >= 1, 30)
+        async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+
+            async def say(body: str) -> str:
+                reply = await sms(client, who.phone or "", body)
+                assert reply.status_code == 200, reply.text
+                return message_of(reply)
+
+            await say("YES")
+            await say("ARRIVED")
+            # released from the flood, so free to be alerted for the fire
+            await dispatch_says(topics, status_set(flood.emergency_id, who.member_id, "released"))
+            released = messages.follow_up_sms("released", language="en", title="Flood", drill=False)
+            assert await twilio.wait_for_async(lambda ms: released in [m.body for m in ms], 30)
+            fire = declared(radius_m=5000, members_needed=1, title="Fire", severity="Extreme")
+            await publish_emergency_event(topics.bootstrap, topics(EMERGENCIES), fire)
+            assert await twilio.wait_for_async(
+                lambda ms: any(m.body.startswith("MUSTER Fire.") for m in ms), 30
+            )
+            fire_sms = next(m.body for m in twilio.to(who.phone or "") if "Fire." in m.body)
+            coded = re.search(r"YES ([A-Z][0-9A-Z]{2})", fire_sms)
+            assert coded, fire_sms
+            fire_code = coded.group(1)
+            assert (await say(f"YES {fire_code}")).startswith("Thank you, you are expected")
+
+            question = await say("SAFE")
+            assert question.startswith("You have several alerts: add the code, e.g. SAFE ")
+            assert f"{fire_code} Fire" in question and "Flood" in question
+            flood_code = re.search(r"([A-Z][0-9A-Z]{2}) Flood", question)
+            assert flood_code, question
+            assert await say(f"SAFE {flood_code.group(1)}") == messages.text("en", "home_safe")
+            # now only the fire's alert can move: no question
+            assert await say("ON MY WAY") == messages.text("en", "en_route")
+
+        events = await responses(topics, 5)
+        by_emergency = sorted(
+            (e.data["emergency_id"], e.data["answer"])
+            for e in events
+            if e.type == "muster.response.received.v1"
+        )
+        assert by_emergency == sorted(
+            [
+                (str(flood.emergency_id), "accepted"),
+                (str(flood.emergency_id), "on_scene"),
+                (str(flood.emergency_id), "home_safe"),
+                (str(fire.emergency_id), "accepted"),
+                (str(fire.emergency_id), "en_route"),
+            ]
+        )
     finally:
         service.stop()
