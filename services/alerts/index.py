@@ -132,6 +132,47 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(min(1.0, math.sqrt(a)))
 
 
+#: Redis measures on a sphere of 6,372,797.56 m (ours: 6,371,008.8 m, the mean radius)
+#: from positions rounded to its 52-bit geohash (about 0.6 m): its distances run up to
+#: 0.03 % + 1 m longer than ours, so an area is searched that much wider and no member
+#: selection would admit at its edge is left unread
+_REDIS_METRE_SLACK = 1.001
+
+#: the first circle a page searches: in the densest part of a large index (hundreds of
+#: members a square kilometre) it holds a page or less, so Redis reads few boxes; a
+#: sparse index widens it by up to 8x a round trip
+FIRST_RING_M = 250.0
+
+
+@dataclass(frozen=True)
+class RingPlan:
+    """How wide to search for the next nearest members: pure, so tests can drive it.
+
+    `want` is how many members the pages so far should hold in all; the circle widens by
+    the density found so far (members within / area), by at least half its radius so a
+    lucky dense spot cannot stall it, at most 8x so a sparse one cannot make Redis read
+    a whole country at once, and never past the area."""
+
+    area_m: float
+    page: int
+    want: int = 0
+
+    def __post_init__(self) -> None:
+        if self.want < self.page:
+            object.__setattr__(self, "want", self.page)
+
+    def first_radius(self) -> float:
+        return min(self.area_m, FIRST_RING_M)
+
+    def widen(self, radius: float, *, within: int) -> float:
+        factor = 1.25 * math.sqrt(self.want / max(within, 1))
+        return min(self.area_m, radius * min(8.0, max(1.5, factor)))
+
+    def next_page(self) -> RingPlan:
+        page = self.page * 2
+        return RingPlan(self.area_m, page, self.want + page)
+
+
 class TargetingIndex:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.redis = client
@@ -266,45 +307,72 @@ class TargetingIndex:
     async def nearest_pages(
         self, sections: Iterable[str], where: SearchArea, first_page: int
     ) -> AsyncIterator[tuple[list[MemberChanged], float]]:
-        """Snapshots of the members nearest to the area's centre, in pages: each page with
-        a lower bound of the distance of every member not yet returned (inf after the
-        last page). Redis returns only the nearest COUNT of each GEO set, and COUNT grows
-        fourfold per page, so a wide area costs what its nearest members cost."""
+        """Snapshots of the members nearest to the area's centre, in pages of at least
+        `first_page` members (then twice as many each page), each page with a lower bound
+        (Redis's metres) of the distance of every member not yet returned: inf after the
+        last page.
+
+        Redis's GEOSEARCH reads every member of the geohash boxes covering the radius it
+        is given, whatever its COUNT: searching a 15 km area for its nearest 100 reads the
+        whole area. So each page searches a small circle first and widens it, by the
+        density it found so far, until the page is full or the area is covered: a wide
+        area costs what its nearest members cost."""
+        plan = RingPlan(where.radius_m * _REDIS_METRE_SLACK + 1.0, max(first_page, 1))
         seen: set[str] = set()
-        size = max(first_page, 64)
         keys = [
             prefix + section
             for section in dict.fromkeys(sections)
             for prefix in (self._geo_home, self._geo_live)
         ]
+        radius = plan.first_radius()
         while True:
-            pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.geosearch(
-                    key,
-                    longitude=where.lon,
-                    latitude=where.lat,
-                    radius=max(where.radius_m, 1.0),
-                    unit="m",
-                    withdist=True,
-                    sort="ASC",
-                    count=size,
-                )
-            bound = math.inf
-            best: dict[str, float] = {}
-            for found in await pipe.execute():
-                if len(found) >= size:
-                    bound = min(bound, float(found[-1][1]))
-                for raw_id, dist in found:
-                    mid = raw_id.decode()
-                    if mid not in seen:
-                        best[mid] = min(float(dist), best.get(mid, math.inf))
-            fresh = [mid for _, mid in sorted((d, mid) for mid, d in best.items())]
-            seen.update(fresh)
-            yield await self.members(fresh), bound
+            fresh: list[tuple[float, str]] = []
+            while True:
+                found, bound = await self._ring(keys, where, radius, plan.page, seen)
+                fresh.extend(found)
+                seen.update(mid for _, mid in found)
+                if len(fresh) >= plan.page or bound == math.inf:
+                    break
+                radius = plan.widen(radius, within=len(seen))
+            fresh.sort()
+            yield await self.members([mid for _, mid in fresh]), bound
             if bound == math.inf:
                 return
-            size *= 4
+            plan = plan.next_page()
+            radius = plan.widen(radius, within=len(seen))
+
+    async def _ring(
+        self, keys: Sequence[str], where: SearchArea, radius: float, count: int, seen: set[str]
+    ) -> tuple[list[tuple[float, str]], float]:
+        """(distance, id) of the members within `radius` not in `seen`, each at the
+        smaller of its distances in `keys`, at most the nearest `count` + len(seen) of
+        each set; and the lower bound of the distance of every member still unseen."""
+        pipe = self.redis.pipeline(transaction=False)
+        limit = count + len(seen)
+        for key in keys:
+            pipe.geosearch(
+                key,
+                longitude=where.lon,
+                latitude=where.lat,
+                radius=max(radius, 1.0),
+                unit="m",
+                withdist=True,
+                sort="ASC",
+                count=limit,
+            )
+        # every member within the radius was returned, unless a set hit its COUNT: then
+        # the unreturned of that set are no nearer than its last
+        covers_area = radius >= where.radius_m * _REDIS_METRE_SLACK + 1.0
+        bound = math.inf if covers_area else radius
+        best: dict[str, float] = {}
+        for found in await pipe.execute():
+            if len(found) >= limit:
+                bound = min(bound, float(found[-1][1]))
+            for raw_id, dist in found:
+                mid = raw_id.decode()
+                if mid not in seen:
+                    best[mid] = min(float(dist), best.get(mid, math.inf))
+        return [(d, mid) for mid, d in best.items()], bound
 
     async def members(self, member_ids: Sequence[str]) -> list[MemberChanged]:
         out: list[MemberChanged] = []

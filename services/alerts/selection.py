@@ -172,9 +172,16 @@ def admits(
     if target.severity != "Extreme" and is_quiet(member, now):
         return None
     position = position_for(member, now, live_max_age_s)
-    if position is None or not target.contains(position.lat, position.lon):
+    if position is None:
         return None
+    # one haversine for both the circle test and the rank (selection runs it for every
+    # member it reads)
     distance = haversine_m(target.centre_lat, target.centre_lon, position.lat, position.lon)
+    if target.radius_m is not None:
+        if distance > target.radius_m:
+            return None
+    elif not target.contains(position.lat, position.lon):
+        return None
     return Chosen(member, round(distance), position)
 
 
@@ -200,7 +207,9 @@ def select(
         admitted = admits(member, target, now, live_max_age_s=live_max_age_s)
         if admitted is not None:
             chosen[mid] = admitted
-    ranked = sorted(chosen.values(), key=lambda c: (c.distance_m, str(c.member_id)))
+    # UUIDs order by their integer, which is the order of their hex text: the same ranking
+    # as by str(member_id), without formatting one per member
+    ranked = sorted(chosen.values(), key=lambda c: (c.distance_m, c.member.member_id))
     return ranked[: max(target.count, 0)]
 
 
