@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import io
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
+import email_validator
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import EmailStr, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,6 +74,54 @@ _TRUE = frozenset({"true", "yes", "y", "1", "oui", "si", "sì", "po"})
 _FALSE = frozenset({"false", "no", "n", "0", "non", "jo", ""})
 #: the model field an error is reported on -> the CSV column a person has to fix
 _FIELD_COLUMN = {"location": "lat", "consent": "consent_alerts"}
+
+
+#: a plain ASCII local part (RFC 5322 dot-atom), the form nearly every address has;
+#: anything else (quoted, Unicode, a display name, spaces) takes the full check
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+#: email-validator's limits (RFC 5321): the local part, and the whole address
+_LOCAL_MAX, _ADDRESS_MAX = 64, 254
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised_domain(domain: str) -> str | None:
+    """The domain as `email-validator` normalises it, or None when it refuses it. Most of
+    an address's check (IDNA/UTS-46, character by character) is the domain's, and an
+    import's thousands of rows share a handful of domains: checked once each."""
+    try:
+        checked = email_validator.validate_email(f"a@{domain}", check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return None
+    return checked.domain if checked.domain.isascii() else None
+
+
+def plain_email(value: object) -> str | None:
+    """`EmailStr`'s result for a plain address (ASCII dot-atom local part, a domain
+    email-validator accepts, within its lengths), from the domain's cached check; None
+    when the address is anything else, for the full check to judge and word the error."""
+    if not isinstance(value, str) or not value.isascii():
+        return None
+    local, at, domain = value.partition("@")
+    if not at or len(local) > _LOCAL_MAX or not _PLAIN_LOCAL.fullmatch(local):
+        return None
+    normalised = _normalised_domain(domain)
+    if normalised is None:
+        return None
+    address = f"{local}@{normalised}"
+    return address if len(address) <= _ADDRESS_MAX else None
+
+
+def _email(value: object, full_check: ValidatorFunctionWrapHandler) -> Any:
+    plain = plain_email(value)
+    return plain if plain is not None else full_check(value)
+
+
+class ImportedMember(MemberIn):
+    """`MemberIn` with the same email rule, checked faster for a file of thousands: a
+    plain address from its domain's cached check, any other through `EmailStr` itself
+    (same errors, same normalisation; tests/members/test_import_email.py compares them)."""
+
+    email: Annotated[EmailStr, WrapValidator(_email)] | None = None
 
 
 @dataclass(frozen=True)
@@ -251,7 +302,7 @@ def parse_csv(
             )
             continue
         try:
-            member = MemberIn.model_validate(row_to_body(raw))
+            member = ImportedMember.model_validate(row_to_body(raw))
         except BadRow as exc:
             errors.append(RowError(row=index, line=line, column=exc.column, reason=exc.reason))
             continue
