@@ -182,6 +182,9 @@ class CallLadder:
 
     async def run_once(self) -> int:
         """One round: the calls due now, claimed and placed. Returns how many were placed."""
+        if not await self.index.is_ready():
+            # quiet hours come from the index: while it is rebuilt nobody is called
+            return 0
         now = datetime.now(UTC)
         shortest = min(self.delays.extreme, self.delays.severe, self.delays.other)
         claimed: list[Claimed] = []
@@ -202,7 +205,7 @@ class CallLadder:
             if not rows:
                 break
             after = (rows[-1].sent_at, rows[-1].alert_id)
-            quiet = await self._quiet_members({str(r.member_id) for r in rows}, now)
+            quiet = await self._maybe_quiet({str(r.member_id) for r in rows}, now)
             for row in rows:
                 plan = plan_call(
                     AlertFacts(
@@ -233,11 +236,16 @@ class CallLadder:
             await asyncio.gather(*(self._place(c) for c in claimed))
         return len(claimed)
 
-    async def _quiet_members(self, member_ids: set[str], now: datetime) -> set[str]:
-        """The members in their quiet hours now, from their snapshots in the index (a
-        member missing there, erased say, has no phone either: never called)."""
-        snapshots = await self.index.members(sorted(member_ids))
-        return {str(m.member_id) for m in snapshots if is_quiet(m, now)}
+    async def _maybe_quiet(self, member_ids: set[str], now: datetime) -> set[str]:
+        """The members in their quiet hours now, from their snapshots in the index, and
+        those the index does not hold (an erased member has no number and is never
+        called; anyone else missing is held rather than woken on a guess)."""
+        snapshots = {str(m.member_id): m for m in await self.index.members(sorted(member_ids))}
+        return {
+            member_id
+            for member_id in member_ids
+            if member_id not in snapshots or is_quiet(snapshots[member_id], now)
+        }
 
     async def _claim(self, alert_id: uuid.UUID, quiet: bool, now: datetime) -> Claimed | None:
         """The call's row, inserted and committed after the facts were checked again
