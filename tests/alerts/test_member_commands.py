@@ -316,3 +316,33 @@ def test_due_reminders_within_the_window_for_active_members_with_a_number() -> N
     assert due_reminders([suspended], now=now, within_days=30) == []
     sms = reminder_sms(member.model_copy(update={"language": "it"}), "CPR", date(2026, 12, 25))
     assert "Rianimazione" in sms and "25/12" in sms
+
+
+_FIELDS = ("availability", "away_until", "quiet_start", "quiet_end", "language", "lat", "lon")
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            name: st.one_of(
+                st.text(max_size=64),
+                st.sampled_from(["available", "away", "2026-12-25", "22:00", "07:00", "fr"]),
+                st.from_regex(r"-?\d{1,3}([.,]\d{1,6})?", fullmatch=True),
+            )
+            for name in _FIELDS
+        }
+    ),
+    st.sampled_from(["", "yes", "no"]),
+)
+def test_page_request_never_fails_and_needs_consent_for_a_position(
+    form: dict[str, str], consent: str
+) -> None:
+    asked = page_request({**form, "location_consent": consent}, snapshot(), now=NOW)
+    if isinstance(asked, FieldError):
+        assert asked.field in _FIELDS
+        return
+    assert asked.language in ("en", "fr", "it", "sq")
+    if consent != "yes":
+        assert asked.location is None and not asked.location_consent
+    else:
+        assert asked.location is not None and asked.location_consent
