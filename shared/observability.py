@@ -12,8 +12,11 @@ refused) keeps only its last two digits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+import signal
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -127,3 +130,36 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 def bind_correlation(correlationid: str | None, **extra: Any) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlationid=correlationid, **extra)
+
+
+def task_stacks() -> str:
+    """Every asyncio task of the running loop with the chain of coroutines it is waiting
+    in, innermost last: what a hung service is waiting for (`kill -USR1 <pid>` logs it).
+    `Task.get_stack` shows only the outermost frame of a suspended task."""
+    lines: list[str] = []
+    for task in asyncio.all_tasks():
+        lines.append(f"task {task.get_name()}:")
+        awaited: Any = task.get_coro()
+        depth = 0
+        while awaited is not None and depth < 64:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                lines.append(f"  {code.co_filename}:{frame.f_lineno} {code.co_name}")
+            following = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+            if following is None and frame is None:
+                lines.append(f"  waiting on {type(awaited).__name__}")
+            awaited = following
+            depth += 1
+    return "\n".join(lines)
+
+
+def log_task_stacks_on_sigusr1() -> None:
+    """Install the SIGUSR1 handler that logs `task_stacks()` (stacks name code, never
+    data). Call from inside the running loop."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(
+            signal.SIGUSR1,
+            lambda: get_logger(__name__).warning("asyncio tasks", stacks=task_stacks()),
+        )

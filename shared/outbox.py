@@ -327,8 +327,13 @@ def _kafka_headers(stored: list[list[str]] | None) -> list[tuple[str, bytes]]:
 
 
 #: one batch (read, publish, mark; and the lock check) ends within this or fails and goes
-#: again (a normal batch of 500 takes well under a second)
-BATCH_DEADLINE_S = 30.0
+#: again (a normal batch of 500 takes well under a second); longer than the statement
+#: timeout (`MUSTER_DB_STATEMENT_TIMEOUT_S`, 30 s), so a statement normally ends by
+#: asyncpg's own timeout, which leaves the connection in a known state, not by this
+#: cancellation
+BATCH_DEADLINE_S = 45.0
+#: how long a relay waits for its LISTEN task to stop at the end of its term
+LISTENER_STOP_S = 5.0
 
 
 def _lock_key(schema: str) -> int:
@@ -409,13 +414,23 @@ class OutboxRelay:
         return bool(result.scalar())
 
     async def _publish_loop(self, lock_conn: AsyncConnection) -> None:
-        listener = asyncio.create_task(self._listen(), name=f"outbox-listen-{self._schema}")
+        term_over = asyncio.Event()
+        listener = asyncio.create_task(
+            self._listen(term_over), name=f"outbox-listen-{self._schema}"
+        )
         try:
             await self._publish_until_stopped(lock_conn)
         finally:
+            # The listener must not hold up the relay: on Python 3.11 `asyncio.wait_for`
+            # can swallow a cancellation that races with what it waits for (the LISTEN
+            # connection ending, as it does when PostgreSQL stops), and a relay awaiting
+            # that listener without limit published nothing again. The event ends its
+            # loop even if the cancellation is lost; the wait is bounded regardless.
+            term_over.set()
             listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            await asyncio.wait({listener}, timeout=LISTENER_STOP_S)
+            if not listener.done():
+                log.warning("outbox LISTEN task slow to stop; going on", schema=self._schema)
             self.listening = False
 
     async def _publish_until_stopped(self, lock_conn: AsyncConnection) -> None:
@@ -456,30 +471,34 @@ class OutboxRelay:
         url = self._engine.url.set(drivername="postgresql")
         return url.render_as_string(hide_password=False)
 
-    async def _listen(self) -> None:
+    async def _listen(self, term_over: asyncio.Event) -> None:
         """Keep a LISTEN connection for the active relay's whole term; reconnect (with
-        backoff) when it is lost, polling meanwhile."""
+        backoff) when it is lost, polling meanwhile. `asyncio.timeout`, not `wait_for`:
+        see `_publish_loop`."""
         channel = outbox_channel(self._schema)
         failures = 0
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not term_over.is_set():
             lost = asyncio.Event()
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(
-                    self._listen_dsn(), server_settings={"application_name": channel}
-                )
+                async with asyncio.timeout(LISTENER_STOP_S * 2):
+                    conn = await asyncpg.connect(
+                        self._listen_dsn(), server_settings={"application_name": channel}
+                    )
                 conn.add_termination_listener(lambda _conn, ended=lost: ended.set())
                 await conn.add_listener(channel, lambda *_args: self._woken.set())
                 self.listening = True
                 failures = 0
                 # rows committed while no one was listening: look now, not at the next poll
                 self._woken.set()
-                while not lost.is_set() and not conn.is_closed():
+                while not lost.is_set() and not conn.is_closed() and not term_over.is_set():
                     # a half-open socket raises no termination: probe it now and then
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=5.0)
+                        async with asyncio.timeout(5.0):
+                            await lost.wait()
                     if not lost.is_set():
-                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5.0)
+                        async with asyncio.timeout(5.0):
+                            await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -492,9 +511,10 @@ class OutboxRelay:
             finally:
                 self.listening = False
                 if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), timeout=2.0)
-            await self._sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                    # terminate, not close: close waits for the server, which may be gone
+                    conn.terminate()
+            if not term_over.is_set():
+                await self._sleep(min(30.0, 0.5 * 2 ** min(failures, 6)), term_over)
 
     async def publish_batch(self) -> int:
         """Publish one batch of pending rows in id order; return how many rows left the
@@ -657,9 +677,16 @@ class OutboxRelay:
             ).scalar_one()
         OUTBOX_PENDING.labels(self._service).set(pending)
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+    async def _sleep(self, seconds: float, also: asyncio.Event | None = None) -> None:
+        """Until `seconds` pass, the relay stops, or `also` is set."""
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if also is not None:
+            waits.append(asyncio.ensure_future(also.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
 
 async def _run_standalone() -> None:
@@ -669,7 +696,13 @@ async def _run_standalone() -> None:
     from shared.settings import MusterSettings
 
     settings = MusterSettings()
-    engine = make_engine(settings.database_url, settings.schema_name, pool_size=2)
+    engine = make_engine(
+        settings.database_url,
+        settings.schema_name,
+        pool_size=2,
+        statement_timeout_s=settings.db_statement_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+    )
     producer = new_producer(settings.kafka_bootstrap_servers, "muster-outbox-relay")
     await producer.start()
     relay = OutboxRelay(

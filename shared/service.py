@@ -46,7 +46,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.consumer import EventConsumer, Handler, TombstoneHandler, is_transient, subscribe
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.kafka import new_producer
-from shared.observability import bind_correlation, configure_logging, get_logger
+from shared.observability import (
+    bind_correlation,
+    configure_logging,
+    get_logger,
+    log_task_stacks_on_sigusr1,
+)
 from shared.outbox import OutboxRelay
 from shared.settings import MusterSettings
 
@@ -69,7 +74,12 @@ class ServiceRuntime:
         self.engine: AsyncEngine | None = None
         self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
         if use_database:
-            self.engine = make_engine(settings.database_url, settings.schema_name)
+            self.engine = make_engine(
+                settings.database_url,
+                settings.schema_name,
+                statement_timeout_s=settings.db_statement_timeout_s,
+                connect_timeout_s=settings.db_connect_timeout_s,
+            )
             self.sessionmaker = make_sessionmaker(self.engine)
         self.redis: redis.Redis | None = (
             redis.Redis.from_url(settings.redis_url, decode_responses=False) if use_redis else None
@@ -566,6 +576,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_task_stacks_on_sigusr1()
         for hook in on_startup:
             await hook()
         await runtime.start()

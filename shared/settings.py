@@ -25,6 +25,17 @@ class MusterSettings(BaseSettings):
     )
     #: the PostgreSQL schema this service owns; tests give each run its own
     db_schema: str | None = Field(None, validation_alias=AliasChoices("MUSTER_DB_SCHEMA"))
+    #: the longest one SQL statement may wait for PostgreSQL (asyncpg's `command_timeout`):
+    #: without it a statement on a connection PostgreSQL dropped, or whose cancelled query
+    #: was never acknowledged, waits for ever and its loop (the outbox relay, a consumer,
+    #: a scheduler) stops with no error (seen after a PostgreSQL restart)
+    db_statement_timeout_s: float = Field(
+        30.0, gt=0, validation_alias=AliasChoices("MUSTER_DB_STATEMENT_TIMEOUT_S")
+    )
+    #: the longest opening a PostgreSQL connection may take
+    db_connect_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("MUSTER_DB_CONNECT_TIMEOUT_S")
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
     #: prefix of every Redis key this service writes; unique per test run
     redis_prefix: str = Field("muster:", validation_alias=AliasChoices("MUSTER_REDIS_PREFIX"))
