@@ -138,6 +138,9 @@ class RowFacts:
     sent: Sent | None = None
     delivered_at: datetime | None = None
     failed_at: datetime | None = None
+    #: the earliest failure's reason, as alerts gave it (after-action reports tell an
+    #: opt-out, `opted out (STOP)`, from a number that failed)
+    failed_reason: str | None = None
     call_placed_at: datetime | None = None
     call_ended: CallEnded | None = None
     answer: Answer | None = None
@@ -303,7 +306,11 @@ def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
     elif event.kind == "delivered":
         row = replace(row, delivered_at=_earliest(row.delivered_at, event.at))
     elif event.kind == "failed":
-        row = replace(row, failed_at=_earliest(row.failed_at, event.at))
+        if row.failed_at is None or (event.at, event.reason or "") < (
+            row.failed_at,
+            row.failed_reason or "",
+        ):
+            row = replace(row, failed_at=event.at, failed_reason=event.reason)
     elif event.kind == "call_placed":
         row = replace(row, call_placed_at=_earliest(row.call_placed_at, event.at))
     elif event.kind == "call_ended":
@@ -604,6 +611,7 @@ def facts_to_json(facts: RowFacts) -> dict[str, Any]:
         },
         "delivered_at": _iso(facts.delivered_at),
         "failed_at": _iso(facts.failed_at),
+        "failed_reason": facts.failed_reason,
         "call_placed_at": _iso(facts.call_placed_at),
         "call_ended": None
         if facts.call_ended is None
@@ -650,6 +658,7 @@ def facts_from_json(value: dict[str, Any]) -> RowFacts:
         ),
         delivered_at=_dt(value.get("delivered_at")),
         failed_at=_dt(value.get("failed_at")),
+        failed_reason=value.get("failed_reason"),
         call_placed_at=_dt(value.get("call_placed_at")),
         call_ended=None
         if not call_ended
