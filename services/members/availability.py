@@ -28,15 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.members.access import Config, Db, Staff, sections_of
 from services.members.geo import EARTH_RADIUS_KM, bounding_box
 from services.members.schemas import AvailabilityCounts
+from shared.disclosure import shown
 from shared.observability import get_logger
 
 log = get_logger(__name__)
 router = APIRouter(tags=["availability"])
-
-
-def shown(count: int, k: int) -> int | str:
-    """A count as it may be shown: itself from k on, else "< k"."""
-    return count if count >= k else f"< {k}"
 
 
 class AvailabilityLimit:
