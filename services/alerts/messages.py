@@ -342,6 +342,58 @@ _TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+#: reachability drills (issue 12, drills.py): the test SMS (one GSM-7 segment with its
+#: link), the answer to an OK, and the drill's answer page
+_DRILL_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "drill_test": "MUSTER TEST, no emergency: reply OK, or open {link}",
+        "drill_ok": "Thank you: your test answer is recorded.",
+        "drill_page_title": "Muster test",
+        "drill_page_intro": "This is a test, not an emergency. Are you reachable?",
+        "drill_page_ok": "OK, I got it",
+        "drill_page_done": "Thank you: your test answer is recorded.",
+        "drill_page_unknown": "This link is not valid.",
+    },
+    "fr": {
+        "drill_test": "MUSTER TEST, pas d'urgence : répondez OK, ou ouvrez {link}",
+        "drill_ok": "Merci : votre réponse au test est enregistrée.",
+        "drill_page_title": "Test Muster",
+        "drill_page_intro": "Ceci est un test, pas une urgence. Êtes-vous joignable ?",
+        "drill_page_ok": "OK, bien reçu",
+        "drill_page_done": "Merci : votre réponse au test est enregistrée.",
+        "drill_page_unknown": "Ce lien n'est pas valide.",
+    },
+    "it": {
+        "drill_test": "MUSTER TEST, nessuna emergenza: rispondi OK, o apri {link}",
+        "drill_ok": "Grazie: la tua risposta al test è registrata.",
+        "drill_page_title": "Test Muster",
+        "drill_page_intro": "Questo è un test, non un'emergenza. Sei raggiungibile?",
+        "drill_page_ok": "OK, ricevuto",
+        "drill_page_done": "Grazie: la tua risposta al test è registrata.",
+        "drill_page_unknown": "Questo link non è valido.",
+    },
+    "sq": {
+        "drill_test": "MUSTER TEST, nuk ka emergjence: pergjigju OK, ose hap {link}",
+        "drill_ok": "Faleminderit: pergjigja juaj e testit u regjistrua.",
+        "drill_page_title": "Test Muster",
+        "drill_page_intro": "Ky është një test, jo një emergjencë. A jeni i arritshëm?",
+        "drill_page_ok": "OK, e mora",
+        "drill_page_done": "Faleminderit: përgjigja juaj e testit u regjistrua.",
+        "drill_page_unknown": "Kjo lidhje nuk është e vlefshme.",
+    },
+    "de": {
+        "drill_test": "MUSTER TEST, kein Notfall: antworten Sie OK, oder öffnen Sie {link}",
+        "drill_ok": "Danke: Ihre Testantwort ist erfasst.",
+        "drill_page_title": "Muster-Test",
+        "drill_page_intro": "Dies ist ein Test, kein Notfall. Sind Sie erreichbar?",
+        "drill_page_ok": "OK, erhalten",
+        "drill_page_done": "Danke: Ihre Testantwort ist erfasst.",
+        "drill_page_unknown": "Dieser Link ist nicht gültig.",
+    },
+}
+for _language, _texts in _DRILL_TEXTS.items():
+    _TEXTS[_language].update(_texts)
+
 #: the names of the qualification codes members' snapshots carry, for the answer page.
 #: Alerts never asks members at request time, so it keeps the names of the catalogue
 #: members seeds (services/members/migrations/versions/0002_members.py); a code added

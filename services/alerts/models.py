@@ -27,6 +27,11 @@ need them); their `phone` columns are NULL and message bodies "[erased]" (erasur
   reminder SMS is due or sent; the unique row is the claim (qualification_expiry.py).
 - `voice_calls`: the channel ladder's calls (calling.py), at most one per alert (so one
   per member per emergency), written and committed before the provider is asked.
+- `drills`, `drill_occurrences`, `drill_messages`: reachability drills (issue 12): the
+  schedule, one row per occurrence fired (unique per drill and time: the claim), one per
+  member asked (unique per occurrence), with when the SMS went and when the member
+  answered OK; kept for the trend. `readiness_publications`: when the readiness figures
+  were last published.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData()
 
@@ -306,4 +311,91 @@ voice_calls = Table(
     Column("placed_at", DateTime(timezone=True), nullable=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Index("voice_calls_emergency_idx", "emergency_id"),
+)
+
+
+# --- reachability drills (issue 12, drills.py, drill_runs.py) ---------------------------
+
+drills = Table(
+    "drills",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("sections", ARRAY(Text), nullable=False),
+    #: the first occurrence; with `recurrence`, the RRULE's DTSTART
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    #: an RFC 5545 RRULE (no DTSTART), None for a single drill
+    Column("recurrence", Text, nullable=True),
+    #: the zone the recurrence keeps its wall-clock time in (10:00 stays 10:00 over DST)
+    Column("timezone", Text, nullable=False, server_default=text("'UTC'")),
+    #: the next occurrence due; None once none is left (then status `done`)
+    Column("next_at", DateTime(timezone=True), nullable=True),
+    #: scheduled, done, cancelled
+    Column("status", Text, nullable=False, server_default=text("'scheduled'")),
+    #: the staff account that scheduled it (an account id, not a person's name)
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("drills_due_idx", "next_at", postgresql_where=text("status = 'scheduled'")),
+)
+
+drill_occurrences = Table(
+    "drill_occurrences",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("drill_id", UUID(as_uuid=True), ForeignKey("drills.id"), nullable=False),
+    #: the time it was scheduled for
+    Column("occurs_at", DateTime(timezone=True), nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+    Column("sections", ARRAY(Text), nullable=False),
+    #: members asked (a message row each), and those left out at firing
+    Column("asked", Integer, nullable=False, server_default=text("0")),
+    Column("skipped_on_emergency", Integer, nullable=False, server_default=text("0")),
+    Column("skipped_opted_out", Integer, nullable=False, server_default=text("0")),
+    #: the claim: one occurrence per drill and time, whichever process fires it
+    UniqueConstraint("drill_id", "occurs_at", name="drill_occurrence_once"),
+)
+
+drill_messages = Table(
+    "drill_messages",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("occurrence_id", UUID(as_uuid=True), ForeignKey("drill_occurrences.id"), nullable=False),
+    Column("member_id", UUID(as_uuid=True), nullable=False),
+    Column("section", Text, nullable=False),
+    #: the qualification codes valid when the drill fired (results by qualification)
+    Column("qualifications", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("language", Text, nullable=False),
+    #: the unguessable token of the member's answer link (/d/{token})
+    Column("token", Text, nullable=False, unique=True),
+    #: not sent before this (the end of the member's quiet hours)
+    Column("send_after", DateTime(timezone=True), nullable=False),
+    Column("held", Boolean, nullable=False, server_default=text("false")),
+    #: pending, sending, sent, failed, skipped (erased, suspended, opted out since)
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("claimed_by", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("provider_sid", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("possible_duplicate", Boolean, nullable=False, server_default=text("false")),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    #: the member's OK, and the channel it came by (sms, web)
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("answer_channel", Text, nullable=True),
+    UniqueConstraint("occurrence_id", "member_id", name="drill_message_once"),
+    Index(
+        "drill_messages_open_idx",
+        "send_after",
+        "id",
+        postgresql_where=text("status IN ('pending', 'sending')"),
+    ),
+    Index("drill_messages_member_idx", "member_id"),
+    Index("drill_messages_sid_idx", "provider_sid"),
+)
+
+readiness_publications = Table(
+    "readiness_publications",
+    metadata,
+    #: one row: when the readiness figures were last published (by whichever process)
+    Column("id", Integer, primary_key=True),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id = 1", name="readiness_publications_one_row"),
 )

@@ -136,6 +136,26 @@ class Settings(MusterSettings):
         0.0, ge=0, validation_alias=_env("ALERTS_FAULT_PAUSE_AFTER_CALL_S")
     )
 
+    #: reachability drills (issue 12, docs/alerts.md "Drills"): how often each alerts
+    #: process looks for occurrences due and drill SMS to send (held ones included)
+    drill_check_interval_s: float = Field(
+        15.0, gt=0, validation_alias=_env("ALERTS_DRILL_CHECK_INTERVAL_S")
+    )
+    #: tests only: a file holding seconds added to the drills' clock (firing, sending,
+    #: answer times), so a test moves a month ahead without waiting; empty: the real clock
+    drill_clock_offset_file: str = Field(
+        "", validation_alias=_env("ALERTS_DRILL_CLOCK_OFFSET_FILE")
+    )
+    #: how often the readiness figures (`muster.readiness.v1`) are published, by one process
+    readiness_interval_s: float = Field(
+        3600.0, gt=0, validation_alias=_env("ALERTS_READINESS_INTERVAL_S")
+    )
+    #: k: readiness counts below it are shown to authorities as "< k"; the same variable,
+    #: and so the same k, as members' availability counts
+    readiness_min_count: int = Field(
+        5, ge=1, validation_alias=_env("MUSTER_AVAILABILITY_MIN_COUNT")
+    )
+
     @model_validator(mode="after")
     def _twilio_needs_credentials(self) -> Settings:
         """With Twilio, an empty account SID or auth token would fail every send (401)
