@@ -33,17 +33,24 @@ router = APIRouter()
 Authority = Annotated[User, role_required("authority", "admin")]
 
 #: the counts an authority reads: everyone alerted, then where each of them stands now
-#: (dispatch's `notified` and `delivered` are both still `no_answer`)
+#: (dispatch's `notified` and `delivered` are both still `no_answer`), the safety loop's
+#: states among them
 COUNT_ORDER = (
     "alerted",
     "accepted",
+    "en_route",
+    "on_scene",
+    "released",
+    "home_safe",
     "standby",
-    "arrived",
     "declined",
     "no_answer",
     "failed",
     "stood_down",
 )
+#: places taken: accepted, or further along the safety loop
+FILLED = ("accepted", "en_route", "on_scene", "released", "home_safe")
+
 #: "unknown": accepted without saying when
 ETA_BANDS = ("0-10", "11-20", "21-30", "31+", "unknown")
 #: how often the page's script asks for fresh counts
@@ -53,7 +60,9 @@ POLL_INTERVAL_S = 3
 def summary_view(summary: dict[str, Any]) -> dict[str, Any]:
     """What the summary page and its script show, from dispatch's summary: counts only
     (whatever else dispatch might add, no field passes through unnamed)."""
-    counts = summary.get("counts") or {}
+    counts = dict(summary.get("counts") or {})
+    # a summary published before the safety loop names on_scene `arrived`
+    counts.setdefault("on_scene", counts.get("arrived", 0))
     bands = summary.get("eta_bands") or {}
     by_qualification = summary.get("by_qualification") or {}
     return {
@@ -61,7 +70,7 @@ def summary_view(summary: dict[str, Any]) -> dict[str, Any]:
         "section": str(summary.get("section", "")),
         "drill": bool(summary.get("drill")),
         "needed": int(summary.get("needed") or 0),
-        "accepted": int(counts.get("accepted", 0)) + int(counts.get("arrived", 0)),
+        "accepted": sum(int(counts.get(name, 0)) for name in FILLED),
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_ORDER},
         "eta_bands": {band: int(bands.get(band, 0)) for band in ETA_BANDS},
         "by_qualification": {

@@ -1,7 +1,10 @@
 """The live board of one emergency: counts, the members' rows (status, ETA, distance,
-answered time), the map with the area and the distance bands (never a member's
-position), waves so far and the next one due, and the coordinator's actions: update the
-area or members needed, escalate now, close, cancel, false alarm. Also the audit trail.
+answered time, the channel of their last word, the channel ladder's last step, the
+overdue flag), the map with the area and the distance bands (never a member's
+position), waves so far and the next one due, the latest roll call (who has not
+confirmed), and the coordinator's actions: update the area or members needed, escalate
+now, close, cancel, false alarm; on the safety loop, set a member's state (per-row
+buttons), release everyone on scene, start a roll call. Also the audit trail.
 
 The page is complete without JavaScript; static/board.js then keeps it live from
 `GET /emergencies/{id}/stream`, which proxies dispatch's Server-Sent Events: the console
@@ -29,9 +32,19 @@ from services.console.upstream import Api, UpstreamError
 
 router = APIRouter()
 
-#: statuses in the order the list shows them: people coming first
-STATUS_ORDER = ("arrived", "accepted", "standby", "delivered", "notified", "declined",
-                "failed", "stood_down")  # fmt: skip
+#: statuses in the order the list shows them: people there or coming first
+STATUS_ORDER = ("on_scene", "en_route", "accepted", "standby", "released", "delivered",
+                "notified", "declined", "failed", "stood_down", "home_safe")  # fmt: skip
+#: the safety loop, in order; a member in it holds a place
+SAFETY_STATES = ("en_route", "on_scene", "released", "home_safe")
+#: the states a coordinator may set from each status (forward only, as dispatch checks)
+NEXT_STATES: dict[str, tuple[str, ...]] = {
+    "accepted": SAFETY_STATES,
+    "standby": SAFETY_STATES,
+    "en_route": ("on_scene", "released", "home_safe"),
+    "on_scene": ("released", "home_safe"),
+    "released": ("home_safe",),
+}
 #: the distance bands of the map and their upper bounds in metres
 BANDS_M = (500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
 #: what members receive when an emergency is cancelled as a false alarm (alerts sends it
@@ -40,16 +53,21 @@ CORRECTION_TEXT = "{drill}MUSTER CORRECTION: {title} was a false alarm. Do not g
 
 
 def board_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """The board's counts. Every row is in exactly one of arrived, accepted, standby,
-    declined, no_answer (notified or delivered), failed, stood_down; `delivered` counts
-    the rows whose message reached the phone (delivered, or answered since)."""
+    """The board's counts. Every row is in exactly one of accepted, en_route, on_scene,
+    released, home_safe, standby, declined, no_answer (notified or delivered), failed,
+    stood_down; `delivered` counts the rows whose message reached the phone (delivered,
+    or answered since); `filled` the places taken (accepted or on the safety loop);
+    `overdue` the released members flagged overdue."""
+    rows = list(rows)
     statuses = Counter(str(row.get("status")) for row in rows)
     alerted = sum(statuses.values())
     return {
         "alerted": alerted,
         "delivered": alerted - statuses["notified"] - statuses["failed"],
+        "filled": statuses["accepted"] + sum(statuses[s] for s in SAFETY_STATES),
         "accepted": statuses["accepted"],
-        "arrived": statuses["arrived"],
+        **{state: statuses[state] for state in SAFETY_STATES},
+        "overdue": sum(1 for row in rows if row.get("overdue")),
         "standby": statuses["standby"],
         "declined": statuses["declined"],
         "no_answer": statuses["notified"] + statuses["delivered"],
@@ -107,7 +125,9 @@ def _render_board(
             **state,
             "rows": ordered_rows(rows),
             "counts": counts,
-            "filled": counts["accepted"] + counts["arrived"],
+            "filled": counts["filled"],
+            "next_states": NEXT_STATES,
+            "roll_call": state["board"].get("roll_call"),
             "bands": distance_bands(rows),
             "errors": errors or {},
             "correction": CORRECTION_TEXT.format(
@@ -243,6 +263,60 @@ async def escalate(request: Request, user: Coordinator, emergency_id: uuid.UUID)
         else:
             pages.flash(request, N_("No wave was sent: enough members have accepted."), "info")
     return RedirectResponse(f"/emergencies/{emergency_id}", status_code=303)
+
+
+@router.post("/emergencies/{emergency_id}/responders/{member_id}", include_in_schema=False)
+async def set_responder_status(
+    request: Request,
+    user: Coordinator,
+    emergency_id: uuid.UUID,
+    member_id: uuid.UUID,
+    status: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """A row's state button: dispatch checks the move (forward only) and publishes it."""
+    if status not in SAFETY_STATES:
+        state = await _board_state(Api(request, user), emergency_id)
+        errors = {"status": pages.gettext("Choose en route, on scene, released or home safe.",
+                                          pages.language_of(request))}  # fmt: skip
+        return _render_board(request, state, errors, 422)
+    try:
+        await Api(request, user).dispatch.post(
+            f"/emergencies/{emergency_id}/responders/{member_id}/status", json={"status": status}
+        )
+    except UpstreamError as exc:
+        if exc.status_code not in (404, 409):
+            raise
+        pages.flash(
+            request, N_("That member's state cannot be set so: it may have changed."), "error"
+        )
+    else:
+        pages.flash(request, N_("The member's state was set."), "success")
+    return RedirectResponse(f"/emergencies/{emergency_id}#rows-title", status_code=303)
+
+
+@router.post("/emergencies/{emergency_id}/release", include_in_schema=False)
+async def release_all(request: Request, user: Coordinator, emergency_id: uuid.UUID) -> Response:
+    answer = await Api(request, user).dispatch.post(f"/emergencies/{emergency_id}/release")
+    if answer.get("released"):
+        pages.flash(request, N_("Everyone on scene is released."), "success")
+    else:
+        pages.flash(request, N_("Nobody is on scene."), "info")
+    return RedirectResponse(f"/emergencies/{emergency_id}", status_code=303)
+
+
+@router.post("/emergencies/{emergency_id}/roll-call", include_in_schema=False)
+async def roll_call(request: Request, user: Coordinator, emergency_id: uuid.UUID) -> Response:
+    try:
+        await Api(request, user).dispatch.post(f"/emergencies/{emergency_id}/roll-calls")
+    except UpstreamError as exc:
+        if exc.status_code != 409:
+            raise
+        pages.flash(request, N_("Nobody is on scene: there is nobody to ask."), "error")
+    else:
+        pages.flash(
+            request, N_("Roll call sent: every member on scene is asked to reply OK."), "success"
+        )
+    return RedirectResponse(f"/emergencies/{emergency_id}#roll-call-title", status_code=303)
 
 
 @router.get(

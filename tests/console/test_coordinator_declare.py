@@ -173,15 +173,19 @@ def test_polygon_lines_become_a_closed_geojson_ring():
 
 
 STATUSES = ["notified", "delivered", "accepted", "standby", "declined", "failed",
-            "stood_down", "arrived"]  # fmt: skip
+            "stood_down", "en_route", "on_scene", "released", "home_safe"]  # fmt: skip
 
 
-@given(st.lists(st.sampled_from(STATUSES), max_size=60))
-def test_every_row_is_counted_once(statuses: list[str]):
-    counts = board.board_counts([{"status": s} for s in statuses])
-    parts = ("accepted", "arrived", "standby", "declined", "no_answer", "failed", "stood_down")
-    assert sum(counts[p] for p in parts) == counts["alerted"] == len(statuses)
+@given(st.lists(st.tuples(st.sampled_from(STATUSES), st.booleans()), max_size=60))
+def test_every_row_is_counted_once(rows: list[tuple[str, bool]]):
+    counts = board.board_counts([{"status": s, "overdue": late} for s, late in rows])
+    parts = ("accepted", "en_route", "on_scene", "released", "home_safe", "standby", "declined",
+             "no_answer", "failed", "stood_down")  # fmt: skip
+    assert sum(counts[p] for p in parts) == counts["alerted"] == len(rows)
     assert counts["delivered"] <= counts["alerted"]
+    in_loop = ("en_route", "on_scene", "released", "home_safe")
+    assert counts["filled"] == counts["accepted"] + sum(counts[p] for p in in_loop)
+    assert counts["overdue"] == sum(1 for _, late in rows if late)
 
 
 @given(st.lists(st.tuples(st.sampled_from(STATUSES), st.none() | st.integers(0, 120)), max_size=40))
@@ -189,7 +193,7 @@ def test_people_coming_are_listed_first_soonest_first(rows: list[tuple[str, int 
     ordered = board.ordered_rows(
         [{"status": s, "eta_minutes": eta, "member_id": str(i)} for i, (s, eta) in enumerate(rows)]
     )
-    coming = [r for r in ordered if r["status"] in ("arrived", "accepted")]
+    coming = [r for r in ordered if r["status"] in ("on_scene", "en_route", "accepted")]
     assert ordered[: len(coming)] == coming
     accepted = [r["eta_minutes"] for r in ordered if r["status"] == "accepted"]
     assert accepted == sorted(accepted, key=lambda eta: 1e9 if eta is None else eta)
