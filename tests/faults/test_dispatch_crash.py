@@ -103,7 +103,7 @@ async def test_sigkill_dispatch_while_answers_arrive(fault_platform: FaultPlatfo
 
     async def answered() -> int:
         rows = await p.board(declared["id"])
-        return sum(r["status"] in ("accepted", "declined", "arrived", "standby") for r in rows)
+        return sum(r["status"] in ("accepted", "declined", "on_scene", "standby") for r in rows)
 
     await p.eventually(answered, lambda n: n >= 50, "answers on the board", timeout_s=120)
     p.dispatch.kill()
