@@ -22,7 +22,9 @@ class AvailabilitySummary(EventData):
     section: str
     drill: bool = False
     needed: int = Field(ge=0)
-    #: notified, delivered, accepted, standby, declined, no_answer, arrived, failed, stood_down
+    #: notified, delivered, accepted, standby, declined, no_answer, failed, stood_down, the
+    #: safety loop's en_route, on_scene, released, home_safe, and arrived (= on_scene, its
+    #: name before the safety loop)
     counts: dict[str, int]
     by_qualification: dict[str, dict[str, int]] = {}
     #: "0-10", "11-20", "21-30", "31+" minutes
