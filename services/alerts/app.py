@@ -19,6 +19,8 @@ from services.alerts import erasure
 from services.alerts.alerting import Alerting
 from services.alerts.answer_page import answer_router
 from services.alerts.calling import CallLadder
+from services.alerts.drill_routes import drill_router
+from services.alerts.drill_runs import Drills
 from services.alerts.inbound import sms_router
 from services.alerts.index import TargetingIndex
 from services.alerts.member_page import member_page_router
@@ -62,6 +64,8 @@ def build(settings: Settings | None = None) -> FastAPI:
     # members' own SMS commands and qualification reminders (issue 11, self-service)
     commands = MemberCommands(settings, index, lambda: redis_client)
     expiry = QualificationExpiry(settings, runtime.db, index, sender)
+    # reachability drills and the readiness figures (issue 12)
+    drills = Drills(settings, runtime.db, index, sender)
     voice = voice_provider_for(settings)
     # the channel ladder: calls after unanswered SMS (calling.py); off without a provider
     ladder = CallLadder(settings, runtime.db, voice, index) if voice is not None else None
@@ -129,6 +133,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         background.append(asyncio.create_task(watch_index(), name="index-watchdog"))
         await sender.start()
         await expiry.start()
+        await drills.start()
         if ladder is not None:
             await ladder.start()
         else:
@@ -144,6 +149,7 @@ def build(settings: Settings | None = None) -> FastAPI:
                 await task
         if ladder is not None:
             await ladder.stop()
+        await drills.stop()
         await expiry.stop()
         await sender.stop()
 
@@ -153,11 +159,12 @@ def build(settings: Settings | None = None) -> FastAPI:
         description="Selects the nearest qualified members, alerts them by SMS and web, "
         "and takes their answers.",
         routers=[
-            sms_router(settings, lambda: runtime.db, commands),
+            sms_router(settings, lambda: runtime.db, commands, drills.sms_ok),
             answer_router(settings, lambda: runtime.db, lambda: redis_client),
             reach_router(settings, lambda: runtime.db, lambda: index),
             member_page_router(settings, lambda: runtime.db, lambda: redis_client, lambda: index),
             voice_router(settings, lambda: runtime.db, Speech(settings.espeak_path)),
+            drill_router(settings, lambda: runtime.db, lambda: redis_client, lambda: drills),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -8,7 +8,7 @@ changes nothing (a unique index, so two copies arriving together are one too).""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,7 +172,10 @@ def sms_router(
     settings: Settings,
     db: Callable[[], async_sessionmaker[AsyncSession]],
     commands: MemberCommands | None = None,
+    drill_ok: Callable[[AsyncSession, str], Awaitable[str | None]] | None = None,
 ) -> APIRouter:
+    """`drill_ok` (drill_runs.py): an OK that answered no roll call answers the member's
+    open drill SMS, if they have one (the text to answer with, else None)."""
     router = APIRouter(tags=["sms"])
 
     @router.post("/sms/inbound", summary="An SMS reply (Twilio webhook); answers in TwiML")
@@ -224,7 +227,12 @@ def sms_router(
             if command is not None:
                 outcome, answer, kept, target = command.outcome, command.answer, command.kept, None
             else:
-                outcome, answer, target = await handle_reply(session, phone, parse(body), now)
+                reply = parse(body)
+                outcome, answer, target = await handle_reply(session, phone, reply, now)
+                if outcome == "unknown" and reply.kind == "roll_call_ok" and drill_ok:
+                    drill_answer = await drill_ok(session, phone)
+                    if drill_answer is not None:
+                        outcome, answer = "drill_ok", drill_answer
                 kept = answer
             if outcome == "start":
                 await forget_erased_opt_out(session, settings, phone)

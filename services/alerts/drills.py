@@ -1,0 +1,285 @@
+"""Reachability drills (issue 12): the decisions, free of I/O.
+
+A drill is a test SMS ("Muster test: reply OK", in the member's language) to every active,
+consenting member of one or more sections, now, at a set time, or recurring (an RFC 5545
+RRULE). It is not an emergency: no alert row, no board, no stand-down. What is decided
+here:
+
+- when an occurrence is due (`firing`): the latest occurrence not after now, once; the
+  ones a stopped service missed are not fired late one after another (members would get
+  several tests at once), the schedule moves on to the first occurrence after now;
+- who is asked (`recipients`): active, consenting, with a number taking SMS, in the
+  drill's sections; not a member on an active emergency (a test beside a real call-out
+  confuses, and their OK must answer the emergency) nor a number that sent STOP;
+- when each member's SMS may go (`release_at`): at once, or at the end of their quiet
+  hours, in their own time zone (a drill is never urgent enough to wake anyone);
+- the results (`results`): the share of members asked who answered OK within 5, 15 and
+  60 minutes of their SMS going out (a member held by quiet hours is timed from when
+  theirs went), overall, by section and by qualification held when the drill fired.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.rrule import rrule, rrulestr
+from pydantic import BaseModel
+
+from services.alerts.selection import in_quiet_window, is_reachable, valid_qualifications
+from services.alerts.self_service import zone_of
+from shared.events.members import MemberChanged
+
+#: the answer windows of the results, in minutes
+WITHIN_MINUTES = (5, 15, 60)
+#: recurring drills are at least this far apart (a day, less an hour for DST): a rule
+#: firing every minute would flood members with tests
+MIN_RECURRENCE_GAP = timedelta(hours=23)
+#: an OK answers a drill SMS sent at most this long ago
+ANSWER_WINDOW = timedelta(days=7)
+
+
+class RecurrenceError(ValueError):
+    """The recurrence is not an RRULE Muster accepts; the message says why."""
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RecurrenceError(f"unknown time zone {name!r}") from exc
+
+
+def recurrence_rule(recurrence: str, starts_at: datetime, timezone: str) -> rrule:
+    """The RRULE, starting at `starts_at` and keeping its wall-clock time in `timezone`.
+    Refused: several rules or a DTSTART (the start is `starts_at`), rules that do not
+    parse, and occurrences less than a day apart."""
+    text = recurrence.strip()
+    if text.upper().startswith("RRULE:"):
+        text = text[len("RRULE:") :]
+    if not text or "\n" in text or "DTSTART" in text.upper() or ":" in text:
+        raise RecurrenceError("one RRULE without DTSTART, e.g. FREQ=MONTHLY;BYDAY=1SA")
+    start = starts_at.astimezone(zone(timezone))
+    try:
+        rule = rrulestr(text, dtstart=start)
+    except (ValueError, TypeError) as exc:
+        raise RecurrenceError(f"not an RRULE: {exc}") from exc
+    if not isinstance(rule, rrule):
+        raise RecurrenceError("one RRULE, not a set")
+    previous: datetime | None = None
+    for index, moment in enumerate(rule):
+        if previous is not None and moment - previous < MIN_RECURRENCE_GAP:
+            raise RecurrenceError("occurrences must be at least a day apart")
+        previous = moment
+        if index >= 12:
+            break
+    return rule
+
+
+@dataclass(frozen=True)
+class Firing:
+    #: the occurrence fired now (its scheduled time)
+    occurs_at: datetime
+    #: the next one, None when none is left
+    next_at: datetime | None
+
+
+def first_due(starts_at: datetime, recurrence: str | None, timezone: str) -> datetime | None:
+    """The first occurrence: `starts_at`, or the rule's first (BYDAY may move it on)."""
+    if recurrence is None:
+        return starts_at
+    first = recurrence_rule(recurrence, starts_at, timezone).after(starts_at, inc=True)
+    return first.astimezone(UTC) if first is not None else None
+
+
+def firing(
+    *,
+    starts_at: datetime,
+    recurrence: str | None,
+    timezone: str,
+    next_at: datetime | None,
+    now: datetime,
+) -> Firing | None:
+    """The occurrence to fire at `now`, if one is due, and the schedule's next."""
+    if next_at is None or next_at > now:
+        return None
+    if recurrence is None:
+        return Firing(next_at, None)
+    rule = recurrence_rule(recurrence, starts_at, timezone)
+    latest = rule.before(now, inc=True)
+    following = rule.after(now)
+    occurs_at = latest.astimezone(UTC) if latest is not None else next_at
+    # never earlier than the one the schedule was waiting for
+    occurs_at = max(occurs_at, next_at)
+    return Firing(occurs_at, following.astimezone(UTC) if following is not None else None)
+
+
+# --- who is asked, and when ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    member: MemberChanged
+    #: not sent before this (the end of the member's quiet hours, or the firing time)
+    send_after: datetime
+    held: bool
+    #: qualification codes valid at firing, for the results by qualification
+    qualifications: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Asking:
+    recipients: list[Recipient]
+    skipped_on_emergency: int
+    skipped_opted_out: int
+
+
+def release_at(member: MemberChanged, now: datetime) -> datetime:
+    """`now`, or the end of the quiet hours the member is in at `now` (their own zone)."""
+    quiet = member.quiet_hours
+    if quiet is None or quiet.start == quiet.end:
+        return now
+    place = zone_of(member)
+    local = now.astimezone(place)
+    if not in_quiet_window(local.time().replace(tzinfo=None), quiet.start, quiet.end):
+        return now
+    end = datetime.combine(local.date(), quiet.end.replace(tzinfo=None), tzinfo=place)
+    if end <= local:
+        end += timedelta(days=1)
+    return end.astimezone(UTC)
+
+
+def recipients(
+    members: Iterable[MemberChanged],
+    sections: Collection[str],
+    now: datetime,
+    *,
+    on_emergency: Collection[UUID] = (),
+    opted_out_phones: Collection[str] = (),
+) -> Asking:
+    """Everyone the drill asks, each once, and how many were left out and why."""
+    chosen: dict[UUID, Recipient] = {}
+    busy = stopped = 0
+    for member in members:
+        if member.section not in sections or not is_reachable(member):
+            continue
+        if member.member_id in chosen:
+            continue
+        if member.member_id in on_emergency:
+            busy += 1
+            continue
+        if member.phone in opted_out_phones:
+            stopped += 1
+            continue
+        send_after = release_at(member, now)
+        chosen[member.member_id] = Recipient(
+            member=member,
+            send_after=send_after,
+            held=send_after > now,
+            qualifications=tuple(sorted(valid_qualifications(member, now))),
+        )
+    return Asking(list(chosen.values()), busy, stopped)
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One member's drill message, as the results read it (no member id needed)."""
+
+    section: str
+    qualifications: Sequence[str]
+    #: pending, sending, sent, failed, skipped
+    status: str
+    sent_at: datetime | None
+    answered_at: datetime | None
+
+
+def answer_seconds(asked: Asked) -> float | None:
+    """From the SMS going out to the OK; None without an answer (or an SMS)."""
+    if asked.answered_at is None or asked.sent_at is None:
+        return None
+    return max(0.0, (asked.answered_at - asked.sent_at).total_seconds())
+
+
+class Reach(BaseModel):
+    """The members of one group asked by an occurrence, and how fast they answered."""
+
+    asked: int = 0
+    #: the SMS went out (sent), could not be sent (failed), waits (quiet hours, pending)
+    sent: int = 0
+    failed: int = 0
+    waiting: int = 0
+    answered: int = 0
+    #: answered within 5, 15 and 60 minutes (keys "5", "15", "60"), and as shares of asked
+    within: dict[str, int] = {}
+    shares: dict[str, float] = {}
+    median_answer_seconds: float | None = None
+
+
+class Results(BaseModel):
+    overall: Reach
+    by_section: dict[str, Reach]
+    by_qualification: dict[str, Reach]
+
+
+def reach(group: Sequence[Asked]) -> Reach:
+    times = [t for t in (answer_seconds(a) for a in group) if t is not None]
+    within = {str(m): sum(1 for t in times if t <= m * 60) for m in WITHIN_MINUTES}
+    asked = len(group)
+    return Reach(
+        asked=asked,
+        sent=sum(1 for a in group if a.status == "sent"),
+        failed=sum(1 for a in group if a.status == "failed"),
+        waiting=sum(1 for a in group if a.status in ("pending", "sending")),
+        answered=sum(1 for a in group if a.answered_at is not None),
+        within=within,
+        shares={m: round(n / asked, 4) if asked else 0.0 for m, n in within.items()},
+        median_answer_seconds=statistics.median(times) if times else None,
+    )
+
+
+def results(messages: Iterable[Asked]) -> Results:
+    """5/15/60-minute reach of one occurrence, overall, by section, by qualification.
+    A member skipped at sending time (erased, suspended, opted out since) is not counted
+    as asked."""
+    asked = [m for m in messages if m.status != "skipped"]
+    sections: dict[str, list[Asked]] = {}
+    qualifications: dict[str, list[Asked]] = {}
+    for message in asked:
+        sections.setdefault(message.section, []).append(message)
+        for code in message.qualifications:
+            qualifications.setdefault(code, []).append(message)
+    return Results(
+        overall=reach(asked),
+        by_section={s: reach(g) for s, g in sorted(sections.items())},
+        by_qualification={q: reach(g) for q, g in sorted(qualifications.items())},
+    )
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One member's messages in a section's recent occurrences, newest first."""
+
+    member_id: UUID
+    section: str
+    #: (status, answered) per occurrence they were asked in
+    outcomes: Sequence[tuple[str, bool]]
+    last_error: str | None = None
+
+
+def needs_attention(record: MemberRecord, last: int) -> str | None:
+    """Why a coordinator should look at this member's contact details, or None:
+    `sms_failed` when their SMS failed in any of their last `last` drills,
+    `never_answered` when they were asked in `last` drills and answered none."""
+    recent = list(record.outcomes)[:last]
+    if any(status == "failed" for status, _ in recent):
+        return "sms_failed"
+    if len(recent) >= last and not any(answered for _, answered in recent):
+        return "never_answered"
+    return None
