@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from services.members import (
     accounts,
     availability,
+    exporting,
     import_jobs,
     importing,
     members_api,
@@ -87,6 +88,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             sections.router,
             qualifications.router,
             importing.router,
+            exporting.router,
             import_jobs.router,
             members_api.router,
             availability.router,
