@@ -59,6 +59,12 @@ _TEMPLATES = Environment(
 )
 
 
+#: the signed-in staff member (a bearer token verified against members' JWKS)
+Staff = Annotated[
+    Principal, Depends(principal_dependency(lambda request: request.app.state.verifier))
+]
+
+
 def _invalid(field: str, message: str) -> HTTPException:
     """A 422 shaped like FastAPI's own, naming the field."""
     return HTTPException(
@@ -138,8 +144,6 @@ def drill_router(
     runner: Callable[[], Drills],
 ) -> APIRouter:
     router = APIRouter(tags=["drills"])
-    current_principal = principal_dependency(lambda request: request.app.state.verifier)
-    StaffDep = Annotated[Principal, Depends(current_principal)]
 
     def may_see(principal: Principal, sections: list[str]) -> bool:
         return all(principal.can_act_for(s) for s in sections)
@@ -150,7 +154,7 @@ def drill_router(
         status_code=status.HTTP_201_CREATED,
         summary="Schedule a reachability drill (test SMS, reply OK) for your sections",
     )
-    async def schedule(body: DrillIn, principal: StaffDep) -> DrillOut:
+    async def schedule(body: DrillIn, principal: Staff) -> DrillOut:
         require_role(principal, "coordinator", "admin")
         for section in body.sections:
             if not principal.can_act_for(section):
@@ -191,7 +195,7 @@ def drill_router(
 
     @router.get("/drills", response_model=list[DrillOut], summary="The drills of your sections")
     async def list_drills(
-        principal: StaffDep, limit: int = Query(100, ge=1, le=500)
+        principal: Staff, limit: int = Query(100, ge=1, le=500)
     ) -> list[DrillOut]:
         require_role(principal, "coordinator", "admin")
         query = select(drills).order_by(drills.c.created_at.desc()).limit(limit)
@@ -233,7 +237,7 @@ def drill_router(
         summary="Members whose drill SMS failed or who answered none of their last drills",
     )
     async def attention(
-        principal: StaffDep,
+        principal: Staff,
         section: str = Query(pattern=SECTION_PATTERN),
         last: int = Query(3, ge=1, le=24),
     ) -> list[AttentionOut]:
@@ -285,7 +289,7 @@ def drill_router(
         response_model=DrillOut,
         summary="A drill with each occurrence's 5/15/60-minute results",
     )
-    async def get_drill(drill_id: UUID, principal: StaffDep) -> DrillOut:
+    async def get_drill(drill_id: UUID, principal: Staff) -> DrillOut:
         require_role(principal, "coordinator", "admin")
         async with db()() as session:
             row = await _visible(session, principal, drill_id)
@@ -327,7 +331,7 @@ def drill_router(
         response_model=DrillOut,
         summary="Cancel a drill's future occurrences (results kept)",
     )
-    async def cancel(drill_id: UUID, principal: StaffDep) -> DrillOut:
+    async def cancel(drill_id: UUID, principal: Staff) -> DrillOut:
         require_role(principal, "coordinator", "admin")
         async with db()() as session, session.begin():
             await _visible(session, principal, drill_id)
@@ -361,7 +365,7 @@ def drill_router(
         summary="A section's readiness for authorities: counts and shares, small counts hidden",
     )
     async def readiness_for_authorities(
-        principal: StaffDep, section: str = Query(pattern=SECTION_PATTERN)
+        principal: Staff, section: str = Query(pattern=SECTION_PATTERN)
     ) -> ReadinessFigure:
         require_role(principal, "authority", "coordinator", "admin")
         figure = await _readiness(principal, section)
@@ -373,7 +377,7 @@ def drill_router(
         summary="A section's readiness as counted (coordinators)",
     )
     async def readiness_full(
-        principal: StaffDep, section: str = Query(pattern=SECTION_PATTERN)
+        principal: Staff, section: str = Query(pattern=SECTION_PATTERN)
     ) -> Readiness:
         require_role(principal, "coordinator", "admin")
         return await _readiness(principal, section)
