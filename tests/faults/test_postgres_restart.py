@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,20 +17,7 @@ from shared.events.responses import ResponseReceived
 from shared.events.topics import AVAILABILITY, RESPONSES
 from tests.faults.conftest import SECTION, SELECTED, FaultPlatform
 
-#: Known defect, not yet fixed (docs/reliability.md, "Known defects"): after PostgreSQL
-#: stops mid-statement, a service's outbox relay or consumer sometimes waits for minutes on
-#: a dead connection, and this test fails (about one run in three here). A hung service
-#: would also break every fault test after it on the shared platform, so the test runs
-#: only when asked, until the hang is diagnosed and fixed.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        os.environ.get("MUSTER_FAULTS_PG_RESTART") != "1",
-        reason="known defect: a service can hang after PostgreSQL stops mid-statement "
-        "(docs/reliability.md); MUSTER_FAULTS_PG_RESTART=1 runs it",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 #: how long PostgreSQL stays down
 GAP_S = 6.0
