@@ -38,6 +38,10 @@ from shared.events.members import MemberChanged
 from shared.events.topics import MEMBERS_STATE
 from shared.observability import get_logger
 
+#: the index's key layout; a marker from an older layout makes the next start rebuild
+#: (2: `alerts:phones`, the number → member map SMS commands need)
+INDEX_LAYOUT = 2
+
 log = get_logger(__name__)
 
 INDEX_REBUILDS = Counter("muster_alerts_index_rebuilds_total", "Targeting index rebuilds")
@@ -385,7 +389,17 @@ class TargetingIndex:
     # --- the marker and the rebuild -------------------------------------------------
 
     async def is_ready(self) -> bool:
-        return bool(await self.redis.exists(self.ready_key))
+        """The marker is there and was written by a rebuild of the current layout (an
+        index built before the number map existed must be rebuilt once, by itself, rather
+        than wait for an operator to run `rebuild-index`)."""
+        marker = await self.redis.get(self.ready_key)
+        if marker is None:
+            return False
+        try:
+            layout = json.loads(marker).get("layout", 1)
+        except (ValueError, AttributeError):
+            return False
+        return isinstance(layout, int) and layout >= INDEX_LAYOUT
 
     async def ensure_ready(self, timeout_s: float = 600.0) -> None:
         """Return once the index is complete; rebuild it from Kafka if the marker is gone
@@ -461,7 +475,9 @@ class TargetingIndex:
                         remaining.discard(tp)
         finally:
             await consumer.stop()
-        await self.redis.set(self.ready_key, json.dumps({"rebuilt_at": time.time()}))
+        await self.redis.set(
+            self.ready_key, json.dumps({"rebuilt_at": time.time(), "layout": INDEX_LAYOUT})
+        )
         elapsed = time.monotonic() - started
         INDEX_REBUILDS.inc()
         INDEX_REBUILD_SECONDS.set(elapsed)
