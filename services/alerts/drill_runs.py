@@ -474,9 +474,7 @@ class Drills:
         now = self.clock.now()
         async with self.db() as session, session.begin():
             locked = (
-                await session.execute(
-                    select(func.pg_try_advisory_xact_lock(_READINESS_LOCK))
-                )
+                await session.execute(select(func.pg_try_advisory_xact_lock(_READINESS_LOCK)))
             ).scalar_one()
             if not locked:
                 return False
@@ -505,3 +503,26 @@ class Drills:
             )
         log.info("readiness published", sections=len(figures))
         return True
+
+
+async def apply_drill_status(
+    session: AsyncSession, sid: str, state: str, error_code: object
+) -> bool:
+    """A delivery callback for a drill SMS: `failed` / `undelivered` marks it failed (the
+    coordinator's list of numbers to fix). False when `sid` is no drill SMS."""
+    if not sid:
+        return False
+    found = (
+        await session.execute(
+            select(drill_messages.c.id).where(drill_messages.c.provider_sid == sid)
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        return False
+    if state in ("failed", "undelivered"):
+        await session.execute(
+            update(drill_messages)
+            .where(drill_messages.c.id == found, drill_messages.c.answered_at.is_(None))
+            .values(status="failed", error=f"{state} {error_code or ''}".strip())
+        )
+    return True

@@ -30,6 +30,7 @@ from services.alerts.answers import (
     record_answer,
     taken,
 )
+from services.alerts.drill_runs import apply_drill_status
 from services.alerts.erasure import forget_erased_opt_out
 from services.alerts.models import alerts, inbound_messages, outbound_messages, sms_opt_outs
 from services.alerts.replies import Reply, parse
@@ -274,6 +275,8 @@ async def apply_status(session: AsyncSession, sid: str, state: str, error_code: 
         )
     ).one_or_none()
     if row is None:
+        # not an alert's message: perhaps a drill's (drill_runs.py)
+        await apply_drill_status(session, sid, state, error_code)
         return
     now = datetime.now(UTC)
     if state in ("failed", "undelivered"):

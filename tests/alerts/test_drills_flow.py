@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts import messages
 from shared.events.members import MemberChanged
-from tests.alerts.answers_support import message_of, sms
+from tests.alerts.answers_support import message_of, signed, sms
 from tests.alerts.conftest import PUBLIC_BASE
 from tests.alerts.fake_twilio import FakeTwilio
 from tests.alerts.members import (
@@ -282,13 +282,23 @@ async def test_a_scheduled_drill_on_a_section_of_200_members(
             assert (await client.get(f"/drills/{drill_id}", headers=other)).status_code == 404
             assert (await client.get(f"/drills/{drill_id}", headers=authority)).status_code == 403
 
+            # a delivery callback: one member's SMS never arrived after all
+            (lost,) = [m for m in twilio.to(never[0].phone or "") if "MUSTER TEST" in m.body]
+            status = {"MessageSid": lost.sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+            got = await client.post(
+                "/sms/status", data=status, headers=signed("/sms/status", status)
+            )
+            assert got.status_code == 204, got.text
+
             # whom the coordinator should look at
             got = await client.get("/drills/attention?section=AL&last=1", headers=coordinator)
             assert got.status_code == 200, got.text
             reasons = {row["member_id"]: row["reason"] for row in got.json()}
-            expected = {str(p.member_id): "sms_failed" for p in rejected} | {
-                str(p.member_id): "never_answered" for p in [*never, *held_never]
-            }
+            expected = (
+                {str(p.member_id): "never_answered" for p in [*never, *held_never]}
+                | {str(p.member_id): "sms_failed" for p in rejected}
+                | {str(never[0].member_id): "sms_failed"}
+            )
             assert reasons == expected
             assert all("+355" not in (row["last_error"] or "") for row in got.json())
             refused = await client.get("/drills/attention?section=AL", headers=authority)
