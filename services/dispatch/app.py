@@ -17,7 +17,13 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from services.dispatch import authority_summaries, board_store, console, emergencies
+from services.dispatch import (
+    after_action,
+    authority_summaries,
+    board_store,
+    console,
+    emergencies,
+)
 from services.dispatch.api import make_verifier, router
 from services.dispatch.availability import SummaryPublisher
 from services.dispatch.live import BoardFeed
@@ -81,7 +87,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         title="Muster dispatch",
         description="Emergencies, the live response board, escalation, and availability "
         "summaries for authorities.",
-        routers=[router, console.router, authority_summaries.router],
+        routers=[router, console.router, authority_summaries.router, after_action.router],
         on_startup=[start_loops],
         on_shutdown=[stop_loops],
     )

@@ -339,7 +339,8 @@ def _timeline(
                     else None,
                 )
             )
-    activated = emergency.approved_at or emergency.declared_at
+    # declared_at is when alerting began: the declaration, or the approval of a held one
+    activated = emergency.declared_at or emergency.approved_at
     if activated is not None:
         detail = (
             f"radius {emergency.wave_one_radius_m} m"

@@ -60,6 +60,12 @@ class Settings(MusterSettings):
         1.0, ge=0, validation_alias=AliasChoices("DISPATCH_SUMMARY_MIN_INTERVAL_S")
     )
 
+    #: after-action reports: the authority's version shows counts below this as "< k"
+    #: (zero too), and a median or p90 only over at least this many members
+    report_min_count: int = Field(
+        5, ge=1, validation_alias=AliasChoices("DISPATCH_REPORT_MIN_COUNT")
+    )
+
     #: consecutive failed deliveries after which a subscription is paused
     webhook_max_failures: int = Field(
         10, ge=1, validation_alias=AliasChoices("DISPATCH_WEBHOOK_MAX_FAILURES")
