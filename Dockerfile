@@ -10,9 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # espeak-ng speaks the voice calls in languages Twilio has no voice for (Albanian):
-# docs/alerts.md, "Voice calls".
+# docs/alerts.md, "Voice calls". pango (and a font) is what WeasyPrint draws the
+# after-action reports' PDF with: docs/dispatch.md, "Reports".
 RUN apt-get update \
     && apt-get install -y --no-install-recommends espeak-ng \
+        libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
 # Every runtime dependency ships as a wheel for linux/amd64 and arm64: no compiler needed.

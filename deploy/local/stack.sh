@@ -587,6 +587,15 @@ speech_up() {
     command -v espeak-ng >/dev/null 2>&1 || apt_install espeak-ng
 }
 
+# After-action reports as PDF: WeasyPrint (from PyPI) draws text with the system's pango
+# (docs/dispatch.md, "Reports"); fonts-dejavu-core gives the page its typeface.
+reports_up() {
+    if ! ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so.0' ||
+        ! ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0'; then
+        apt_install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
+    fi
+}
+
 # ---------------------------------------------------------------------------- secrets
 
 random_secret() { # 32 URL-safe characters from the kernel's CSPRNG (no venv needed)
@@ -739,6 +748,7 @@ cmd_up() {
     redis_up
     kafka_up
     speech_up
+    reports_up
     if [[ $infra_only -eq 1 ]]; then
         chromium_up
     else
