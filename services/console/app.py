@@ -28,6 +28,7 @@ from services.console import (
     importing,
     members,
     pages,
+    reports,
     session,
     upstream,
 )
@@ -168,4 +169,5 @@ def build(settings: Settings | None = None) -> FastAPI:
     # declare's /emergencies/new before the board's /emergencies/{id}
     for module in (emergencies, declare, approvals, board, members, importing, admin, authority):
         app.include_router(module.router)
+    app.include_router(reports.router)
     return app
