@@ -38,9 +38,9 @@ facts, never on the order they came in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from shared.events.alerts import (
@@ -131,8 +131,9 @@ class CallEnded:
     outcome: str
 
 
-@dataclass(frozen=True)
-class RowFacts:
+class RowFacts(NamedTuple):
+    """Immutable (a tuple: cheap to build, and every board read builds every row's)."""
+
     member_id: UUID
     alert_id: str | None = None
     sent: Sent | None = None
@@ -188,8 +189,7 @@ class BoardEvent:
     roll_call_id: str | None = None
 
 
-@dataclass(frozen=True)
-class BoardRow:
+class BoardRow(NamedTuple):
     member_id: UUID
     status: str
     eta_minutes: int | None
@@ -287,44 +287,44 @@ def _reach(row: RowFacts, state: str, event: BoardEvent) -> RowFacts:
     if current is not None and current <= reached:
         return row
     if state == "en_route":
-        return replace(row, en_route=reached)
+        return row._replace(en_route=reached)
     if state == "on_scene":
-        return replace(row, on_scene=reached)
+        return row._replace(on_scene=reached)
     if state == "released":
-        return replace(row, released=reached)
-    return replace(row, home_safe=reached)
+        return row._replace(released=reached)
+    return row._replace(home_safe=reached)
 
 
 def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
     """Merge one event into a row's facts (commutative, idempotent)."""
     row = facts or RowFacts(member_id=event.member_id)
-    row = replace(row, updated_at=_latest(row.updated_at, event.at))
+    row = row._replace(updated_at=_latest(row.updated_at, event.at))
     if event.kind == "sent":
         sent = Sent(event.wave, event.at, event.alert_id, event.distance_m, event.qualifications)
         if row.sent is None or sent < row.sent:
-            row = replace(row, sent=sent)
+            row = row._replace(sent=sent)
     elif event.kind == "delivered":
-        row = replace(row, delivered_at=_earliest(row.delivered_at, event.at))
+        row = row._replace(delivered_at=_earliest(row.delivered_at, event.at))
     elif event.kind == "failed":
         if row.failed_at is None or (event.at, event.reason or "") < (
             row.failed_at,
             row.failed_reason or "",
         ):
-            row = replace(row, failed_at=event.at, failed_reason=event.reason)
+            row = row._replace(failed_at=event.at, failed_reason=event.reason)
     elif event.kind == "call_placed":
-        row = replace(row, call_placed_at=_earliest(row.call_placed_at, event.at))
+        row = row._replace(call_placed_at=_earliest(row.call_placed_at, event.at))
     elif event.kind == "call_ended":
         ended = CallEnded(event.at, event.reason or "failed")
         if row.call_ended is None or ended < row.call_ended:
-            row = replace(row, call_ended=ended)
+            row = row._replace(call_ended=ended)
     elif event.kind == "stood_down" and event.reason == "not_needed":
-        row = replace(row, not_needed_at=_earliest(row.not_needed_at, event.at))
+        row = row._replace(not_needed_at=_earliest(row.not_needed_at, event.at))
     elif event.kind == "stood_down":
         if row.stood_down_at is None or (event.at, event.reason or "") < (
             row.stood_down_at,
             row.stood_down_reason or "",
         ):
-            row = replace(row, stood_down_at=event.at, stood_down_reason=event.reason)
+            row = row._replace(stood_down_at=event.at, stood_down_reason=event.reason)
     elif event.kind in ("response", "status_set"):
         answer_name = status_name(event.answer or "declined")
         if answer_name in SAFETY_STATES:
@@ -332,25 +332,31 @@ def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
         elif event.kind == "response":
             answer = Answer(event.at, event.event_id, answer_name, event.eta_minutes, event.channel)
             if row.answer is None or answer > row.answer:
-                row = replace(row, answer=answer)
+                row = row._replace(answer=answer)
             if answer_name == "accepted":
-                row = replace(row, first_accepted_at=_earliest(row.first_accepted_at, event.at))
+                row = row._replace(first_accepted_at=_earliest(row.first_accepted_at, event.at))
     elif event.kind == "roll_call_confirmed" and event.roll_call_id:
         confirmed = dict(row.confirmed)
         confirmed[event.roll_call_id] = _earliest(confirmed.get(event.roll_call_id), event.at)
-        row = replace(row, confirmed=tuple(sorted(confirmed.items())))
+        row = row._replace(confirmed=tuple(sorted(confirmed.items())))
     elif event.kind == "overdue":
-        row = replace(row, overdue_at=_earliest(row.overdue_at, event.at))
+        row = row._replace(overdue_at=_earliest(row.overdue_at, event.at))
     alert_ids = [a for a in (row.alert_id, event.alert_id) if a]
     alert_id = row.sent.alert_id if row.sent else (min(alert_ids) if alert_ids else None)
-    return replace(row, alert_id=alert_id)
+    return row._replace(alert_id=alert_id)
 
 
 def safety_state(facts: RowFacts) -> str | None:
     """The furthest safety-loop state the member reached (None: not in the loop)."""
-    for state in reversed(SAFETY_STATES):
-        if facts.reached(state) is not None:
-            return state
+    # attribute by attribute, not by name: this runs for every row of every board read
+    if facts.home_safe is not None:
+        return "home_safe"
+    if facts.released is not None:
+        return "released"
+    if facts.on_scene is not None:
+        return "on_scene"
+    if facts.en_route is not None:
+        return "en_route"
     return None
 
 
@@ -403,10 +409,10 @@ def channel(facts: RowFacts) -> str | None:
     said: list[tuple[datetime, str, str | None]] = []
     if facts.answer is not None:
         said.append((facts.answer.responded_at, facts.answer.event_id, facts.answer.channel))
-    for state in SAFETY_STATES:
-        reached = facts.reached(state)
-        if reached is not None:
-            said.append((reached.at, reached.event_id, reached.channel))
+    if safety_state(facts) is not None:
+        for reached in (facts.en_route, facts.on_scene, facts.released, facts.home_safe):
+            if reached is not None:
+                said.append((reached.at, reached.event_id, reached.channel))
     return max(said)[2] if said else None
 
 
@@ -637,13 +643,23 @@ def facts_to_json(facts: RowFacts) -> dict[str, Any]:
 
 
 def facts_from_json(value: dict[str, Any]) -> RowFacts:
+    """Every board read parses every row's facts: the common row (alerted, maybe
+    answered, nothing more) takes the short way through."""
     sent = value.get("sent")
     answer = value.get("answer")
     call_ended = value.get("call_ended")
+    confirmed = value.get("confirmed")
     on_scene = _reached_from(value.get("on_scene"))
     if on_scene is None and value.get("arrived_at"):
         # stored before the safety loop: `arrived_at` is when the member was on scene
         on_scene = Reached(datetime.fromisoformat(value["arrived_at"]), "", None)
+    en_route = released = home_safe = None
+    if on_scene is not None or value.get("en_route") or value.get("released"):
+        en_route = _reached_from(value.get("en_route"))
+        released = _reached_from(value.get("released"))
+        home_safe = _reached_from(value.get("home_safe"))
+    elif value.get("home_safe"):
+        home_safe = _reached_from(value.get("home_safe"))
     return RowFacts(
         member_id=UUID(value["member_id"]),
         alert_id=value.get("alert_id"),
@@ -673,14 +689,13 @@ def facts_from_json(value: dict[str, Any]) -> RowFacts:
             answer.get("channel"),
         ),
         first_accepted_at=_dt(value.get("first_accepted_at")),
-        en_route=_reached_from(value.get("en_route")),
+        en_route=en_route,
         on_scene=on_scene,
-        released=_reached_from(value.get("released")),
-        home_safe=_reached_from(value.get("home_safe")),
-        confirmed=tuple(
-            (str(roll_call), datetime.fromisoformat(at))
-            for roll_call, at in value.get("confirmed") or ()
-        ),
+        released=released,
+        home_safe=home_safe,
+        confirmed=tuple((str(rc), datetime.fromisoformat(at)) for rc, at in confirmed)
+        if confirmed
+        else (),
         overdue_at=_dt(value.get("overdue_at")),
         stood_down_at=_dt(value.get("stood_down_at")),
         stood_down_reason=value.get("stood_down_reason"),
