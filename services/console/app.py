@@ -24,6 +24,7 @@ from services.console import (
     authority,
     board,
     declare,
+    drills,
     emergencies,
     importing,
     members,
@@ -167,7 +168,9 @@ def build(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
     # declare's /emergencies/new before the board's /emergencies/{id}
-    for module in (emergencies, declare, approvals, board, members, importing, admin, authority):
+    for module in (
+        emergencies, declare, approvals, board, members, importing, admin, authority, drills,
+    ):  # fmt: skip
         app.include_router(module.router)
     app.include_router(reports.router)
     return app
