@@ -83,7 +83,9 @@ async def main() -> None:
     keep = os.environ.get("BENCH_SELECTION_KEEP", "")
     prefix = f"benchsel{n}:" if keep else f"bench{uuid.uuid4().hex[:6]}:"
     settings = Settings(redis_prefix=prefix)
-    client = redis.Redis.from_url(settings.redis_url)
+    # listing a 15 km area of 1,000,000 (214,000 members) outlasts redis-py's default
+    # timeout on a loaded machine
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=120)
     index = TargetingIndex(client, settings)
     rng = random.Random(11)
     filled = settings.key("bench", "filled")

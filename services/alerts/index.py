@@ -332,7 +332,10 @@ class TargetingIndex:
         while True:
             fresh: list[tuple[float, str]] = []
             while True:
-                found, bound = await self._ring(keys, where, radius, plan.page, seen)
+                # only as many more as the page still lacks: what a ring reads beyond
+                # that is decoded and judged for nothing
+                wanted = plan.page - len(fresh)
+                found, bound = await self._ring(keys, where, radius, wanted, seen)
                 fresh.extend(found)
                 seen.update(mid for _, mid in found)
                 if len(fresh) >= plan.page or bound == math.inf:
