@@ -3,8 +3,10 @@
 - Kafka: an aiokafka produce (acks=all, idempotent, as the outbox relay sends) to consume
   round trip on a fresh one-partition topic, one record at a time: p50 / p99.
 - HTTP: the rate the alerts service's own Twilio client reaches against the same local
-  Twilio-compatible gateway the fan-out benchmark uses, with the fan-out's concurrency,
-  client and gateway in separate processes as in the fan-out.
+  Twilio-compatible gateway the fan-out benchmark uses, with the fan-out's concurrency:
+  the client in a process of its own on uvloop (as the service runs), the gateway in
+  another (tests.alerts.fake_twilio.GatewayProcess), so neither shares a GIL with the
+  benchmark.
 
 The bare GEOSEARCH and asyncpg COPY floors are measured inside `alerts_selection` and
 `members_import`, on the very index and rows those paths use.
@@ -25,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import results
 from shared.settings import MusterSettings
-from tests.alerts.fake_twilio import FakeTwilio
+from tests.alerts.fake_twilio import GatewayProcess
 
 MODULE = "floors"
 QUICK = bool(os.environ.get("BENCH_QUICK"))
@@ -93,12 +95,21 @@ async def main(n: int, concurrency: int) -> None:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     print(n / (time.perf_counter() - started))
 
-asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+if sys.argv[3] == "uvloop":
+    import uvloop
+    runner = uvloop.run
+else:
+    runner = asyncio.run
+runner(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 
 
-def http_rate(requests: int, concurrency: int) -> float:
-    gateway = FakeTwilio().start()
+def http_rate(
+    requests: int, concurrency: int, *, gateway_uvloop: bool = True, client_uvloop: bool = True
+) -> float:
+    """Requests/s of the alerts service's Twilio client (in a process of its own, as in
+    the service) against the local gateway (in another process, as in the fan-out)."""
+    gateway = GatewayProcess(uvloop=gateway_uvloop).start()
     try:
         env = {
             **os.environ,
@@ -106,8 +117,9 @@ def http_rate(requests: int, concurrency: int) -> float:
             "MUSTER_SMS_PROVIDER": "twilio",
             "ALERTS_SENDER_CONCURRENCY": str(concurrency),
         }
+        loop = "uvloop" if client_uvloop else "asyncio"
         out = subprocess.run(
-            [sys.executable, "-c", HTTP_CLIENT, str(requests), str(concurrency)],
+            [sys.executable, "-c", HTTP_CLIENT, str(requests), str(concurrency), loop],
             env=env,
             capture_output=True,
             text=True,

@@ -18,13 +18,18 @@ status callback). `script_calls([500])` makes the next call requests fail first.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
+import dataclasses
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from aiohttp import web
@@ -295,3 +300,101 @@ class FakeTwilio:
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+# --- the gateway in a process of its own (benchmarks) --------------------------------------
+#
+# In a thread, the fake shares the GIL with whatever the test or benchmark process does
+# (polling, building events): a benchmark of the send path then measures that contention,
+# for the raw HTTP floor and the fan-out alike. `GatewayProcess` runs the same handlers in
+# a separate Python process; the benchmark reads what arrived over HTTP.
+
+STATS_PATH = "/_muster/messages"
+
+
+@dataclass
+class GatewayProcess:
+    """`FakeTwilio` served by `python -m tests.alerts.fake_twilio` in its own process."""
+
+    port: int = field(default_factory=free_port)
+    #: run the gateway's event loop on uvloop (as uvicorn does for the services)
+    uvloop: bool = True
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return FakeTwilio(port=self.port).env()
+
+    def start(self, timeout_s: float = 30.0) -> GatewayProcess:
+        args = [sys.executable, "-m", "tests.alerts.fake_twilio", "--port", str(self.port)]
+        if self.uvloop:
+            args.append("--uvloop")
+        self._process = subprocess.Popen(args, cwd=Path(__file__).resolve().parents[2])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the gateway process exited ({self._process.returncode})")
+            try:
+                httpx.get(self.base + STATS_PATH + "?count=1", timeout=1).raise_for_status()
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise TimeoutError("the gateway process did not answer")
+
+    async def count(self, client: httpx.AsyncClient) -> int:
+        response = await client.get(self.base + STATS_PATH, params={"count": "1"})
+        return int(response.json()["count"])
+
+    async def messages(self, client: httpx.AsyncClient) -> list[Sms]:
+        """Every SMS accepted so far (`at` is the gateway's `time.monotonic()`: the
+        system's monotonic clock, the same in every process of this machine)."""
+        response = await client.get(self.base + STATS_PATH)
+        return [Sms(**m) for m in response.json()["messages"]]
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(10)
+
+
+def serve(port: int, *, use_uvloop: bool) -> None:
+    """The fake's Messages and Calls API, and what arrived, in this process's main loop."""
+    fake = FakeTwilio(port=port)
+
+    async def arrived(request: web.Request) -> web.Response:
+        messages = list(fake.messages)
+        if request.query.get("count"):
+            return web.json_response({"count": len(messages)})
+        return web.json_response(
+            {"count": len(messages), "messages": [dataclasses.asdict(m) for m in messages]}
+        )
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", fake._create)
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Calls.json", fake._create_call)
+    app.router.add_get(STATS_PATH, arrived)
+    loop: asyncio.AbstractEventLoop
+    if use_uvloop:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    web.run_app(
+        app, host="127.0.0.1", port=port, backlog=1024, access_log=None, print=None, loop=loop
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=serve.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--uvloop", action="store_true")
+    options = parser.parse_args()
+    serve(options.port, use_uvloop=options.uvloop)
