@@ -327,10 +327,17 @@ class Drills:
                 ).all()
             if not claimed:
                 return sent
-            outcomes = await asyncio.gather(*(self._send(row) for row in claimed))
+            # bounded: each send holds a database connection for its marks, and the
+            # pool (shared with the consumers and the alert sender) is small
+            limit = asyncio.Semaphore(min(self.settings.sender_concurrency, 8))
+            outcomes = await asyncio.gather(*(self._send_within(limit, row) for row in claimed))
             for outcome in outcomes:
                 DRILL_SMS.labels(outcome).inc()
             sent += sum(1 for o in outcomes if o == "sent")
+
+    async def _send_within(self, limit: asyncio.Semaphore, row: Row[Any]) -> str:
+        async with limit:
+            return await self._send(row)
 
     async def _send(self, row: Row[Any]) -> str:
         found = await self.index.members([str(row.member_id)])
