@@ -19,6 +19,7 @@ from services.alerts import erasure
 from services.alerts.alerting import Alerting
 from services.alerts.answer_page import answer_router
 from services.alerts.calling import CallLadder
+from services.alerts.drill_exports import drill_export_router
 from services.alerts.drill_routes import drill_router
 from services.alerts.drill_runs import Drills
 from services.alerts.inbound import sms_router
@@ -165,6 +166,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             member_page_router(settings, lambda: runtime.db, lambda: redis_client, lambda: index),
             voice_router(settings, lambda: runtime.db, Speech(settings.espeak_path)),
             drill_router(settings, lambda: runtime.db, lambda: redis_client, lambda: drills),
+            drill_export_router(lambda: runtime.db),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],
