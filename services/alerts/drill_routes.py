@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
@@ -63,6 +63,11 @@ _TEMPLATES = Environment(
 Staff = Annotated[
     Principal, Depends(principal_dependency(lambda request: request.app.state.verifier))
 ]
+
+
+#: how far from now a drill's first time may be
+MAX_PAST = timedelta(days=1)
+MAX_AHEAD = timedelta(days=731)
 
 
 def _invalid(field: str, message: str) -> HTTPException:
@@ -164,7 +169,11 @@ def drill_router(
         except RecurrenceError as exc:
             raise _invalid("timezone", str(exc)) from exc
         drills_runner = runner()
-        starts_at = body.starts_at or drills_runner.clock.now()
+        now = drills_runner.clock.now()
+        starts_at = body.starts_at or now
+        # a drill is for the coming months: far dates are typing mistakes
+        if not now - MAX_PAST <= starts_at <= now + MAX_AHEAD:
+            raise _invalid("starts_at", "give a time from yesterday to two years ahead")
         recurrence = body.recurrence.strip() if body.recurrence else None
         try:
             if recurrence:

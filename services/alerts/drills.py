@@ -24,6 +24,7 @@ import statistics
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,6 +42,12 @@ WITHIN_MINUTES = (5, 15, 60)
 MIN_RECURRENCE_GAP = timedelta(hours=23)
 #: an OK answers a drill SMS sent at most this long ago
 ANSWER_WINDOW = timedelta(days=7)
+#: the frequencies a drill may recur at (finer ones cannot be a day apart, and a rule
+#: that never matches would be searched second by second)
+FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
+#: how far ahead a rule's first occurrences are looked for (a rule matching nothing, like
+#: the 30th of February, is refused instead of searched to the year 9999)
+LOOK_AHEAD = timedelta(days=3660)
 
 
 class RecurrenceError(ValueError):
@@ -50,7 +57,8 @@ class RecurrenceError(ValueError):
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: a directory of the zone database ("Europe") is no zone
         raise RecurrenceError(f"unknown time zone {name!r}") from exc
 
 
@@ -63,20 +71,22 @@ def recurrence_rule(recurrence: str, starts_at: datetime, timezone: str) -> rrul
         text = text[len("RRULE:") :]
     if not text or "\n" in text or "DTSTART" in text.upper() or ":" in text:
         raise RecurrenceError("one RRULE without DTSTART, e.g. FREQ=MONTHLY;BYDAY=1SA")
+    parts = dict(part.partition("=")[::2] for part in text.upper().split(";"))
+    if parts.get("FREQ") not in FREQUENCIES:
+        raise RecurrenceError("FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY")
     start = starts_at.astimezone(zone(timezone))
     try:
         rule = rrulestr(text, dtstart=start)
-    except (ValueError, TypeError) as exc:
+        if not isinstance(rule, rrule):
+            raise RecurrenceError("one RRULE, not a set")
+        first = rule.between(start, start + LOOK_AHEAD, inc=True)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise RecurrenceError(f"not an RRULE: {exc}") from exc
-    if not isinstance(rule, rrule):
-        raise RecurrenceError("one RRULE, not a set")
-    previous: datetime | None = None
-    for index, moment in enumerate(rule):
-        if previous is not None and moment - previous < MIN_RECURRENCE_GAP:
+    if not first:
+        raise RecurrenceError("the rule has no occurrence in the next ten years")
+    for previous, moment in pairwise(first[:13]):
+        if moment - previous < MIN_RECURRENCE_GAP:
             raise RecurrenceError("occurrences must be at least a day apart")
-        previous = moment
-        if index >= 12:
-            break
     return rule
 
 

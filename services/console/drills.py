@@ -50,7 +50,7 @@ def start_time(day: str, at: str, timezone: str) -> str | None:
         return None
     try:
         place = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         place = ZoneInfo("UTC")
     moment = datetime.fromisoformat(f"{day}T{at or '00:00'}").replace(tzinfo=place)
     return moment.isoformat()

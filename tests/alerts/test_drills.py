@@ -77,6 +77,10 @@ def test_a_rule_with_a_count_ends() -> None:
         "RRULE:FREQ=MONTHLY\nRRULE:FREQ=WEEKLY",
         "EVERY MONTH",
         "",
+        "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",  # never: refused, not searched to 9999
+        "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30",
+        "FREQ=MONTHLY;UNTIL=20261201T000000Z",  # ended before it starts
+        "FREQ=MONTHLY;BYSETPOS=999",
     ],
 )
 def test_refused_rules(rule: str) -> None:

@@ -176,6 +176,9 @@ async def test_a_scheduled_drill_on_a_section_of_200_members(
                 ("recurrence", "FREQ=MINUTELY"),
                 ("recurrence", "nonsense"),
                 ("timezone", "Mars/Olympus"),
+                ("timezone", "Europe"),  # a folder of the zone database, no zone
+                ("starts_at", "9999-12-31T23:59:00+00:00"),
+                ("recurrence", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"),
                 ("starts_at", "2026-12-05T10:00:00"),
                 ("sections", []),
             ):
