@@ -32,7 +32,7 @@ import email_validator
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import EmailStr, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
-from sqlalchemy import select
+from sqlalchemy import ARRAY, Text, any_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -339,11 +339,13 @@ async def check_against_database(
         ).all()
     }
     catalogue = await known_codes(session)
+    # one array parameter, not one bind parameter per phone: asyncpg refuses a statement
+    # with more than 32,767 (an import may hold MUSTER_IMPORT_MAX_ROWS, 50,000), and the
+    # driver's InterfaceError then reads as an outage: 503 for a valid file
+    phones = bindparam("phones", [r.member.phone for r in rows], type_=ARRAY(Text))
     taken = set(
         (
-            await session.execute(
-                select(members.c.phone).where(members.c.phone.in_([r.member.phone for r in rows]))
-            )
+            await session.execute(select(members.c.phone).where(members.c.phone == any_(phones)))
         ).scalars()
     )
     errors: list[RowError] = []
