@@ -74,7 +74,7 @@ def summary_view(summary: dict[str, Any]) -> dict[str, Any]:
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_ORDER},
         "eta_bands": {band: int(bands.get(band, 0)) for band in ETA_BANDS},
         "by_qualification": {
-            str(code): int((value or {}).get("accepted", 0))
+            str(code): sum(int((value or {}).get(name, 0)) for name in FILLED)
             for code, value in sorted(by_qualification.items())
         },
         "first_accept_seconds": summary.get("first_accept_seconds"),

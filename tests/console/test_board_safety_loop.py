@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
+from services.console.authority import summary_view
 from tests.console.conftest import (
     STAFF_PASSWORD,
     ConsolePlatform,
@@ -136,3 +137,22 @@ def test_the_safety_loop_speaks_the_coordinators_language(
         for word in words:
             expect(page.locator("main")).to_contain_text(word)
         page.close()
+
+
+def test_the_authority_counts_everyone_on_the_loop_as_coming() -> None:
+    view = summary_view(
+        {
+            "needed": 4,
+            "counts": {"accepted": 1, "en_route": 1, "on_scene": 1, "released": 1,
+                       "home_safe": 1, "declined": 2},
+            "by_qualification": {"SAR": {"accepted": 1, "on_scene": 2, "declined": 3}},
+        }
+    )  # fmt: skip
+    assert view["accepted"] == 5
+    assert view["by_qualification"] == {"SAR": 3}
+    assert [view["counts"][s] for s in ("en_route", "on_scene", "released", "home_safe")] == [
+        1, 1, 1, 1,
+    ]  # fmt: skip
+    # a summary published before the safety loop named on_scene `arrived`
+    old = summary_view({"needed": 2, "counts": {"accepted": 1, "arrived": 1}})
+    assert (old["accepted"], old["counts"]["on_scene"]) == (2, 1)
