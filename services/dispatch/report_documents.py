@@ -142,6 +142,9 @@ def chart_svg(title: str, series: dict[int, Any], y_label: str, salt: str) -> st
     if len(minutes) == len(series):
         # a full curve starts at nothing; a suppressed start is left blank, not drawn as 0
         minutes, counts = [0, *minutes], [0, *counts]
+    # a count holds until the end of its minute: the last step is drawn that wide, so
+    # answers all in the first minute still show as a step, not a line at x = 0
+    minutes, counts = [*minutes, minutes[-1] + 1], [*counts, counts[-1]]
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         figure = Figure(figsize=(6.4, 2.6), dpi=100)
         axes = figure.subplots()
