@@ -125,22 +125,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _curve(series: dict[int, Any]) -> tuple[list[int], list[int]]:
-    """The points of a cumulative curve an authority may see: suppressed values ("< k")
-    are left out rather than drawn as some number."""
-    minutes = [m for m, v in sorted(series.items()) if isinstance(v, int)]
-    counts = [series[m] for m in minutes]
-    return minutes, counts
-
-
-def chart_svg(title: str, series: dict[int, Any], y_label: str, salt: str) -> str | None:
+def chart_svg(
+    title: str, series: dict[int, int], y_label: str, salt: str, *, complete: bool
+) -> str | None:
     """A step chart of a cumulative count by minute, as an SVG `data:` URL (None: nothing
-    to draw)."""
-    minutes, counts = _curve(series)
-    if not minutes:
+    to draw). `complete`: the series holds every point, so it starts from 0; the
+    authority's starts where it reaches k, and what came before is left blank, not drawn
+    as 0."""
+    if not series:
         return None
-    if len(minutes) == len(series):
-        # a full curve starts at nothing; a suppressed start is left blank, not drawn as 0
+    minutes, counts = list(series), list(series.values())
+    if complete:
         minutes, counts = [0, *minutes], [0, *counts]
     # a count holds until the end of its minute: the last step is drawn that wide, so
     # answers all in the first minute still show as a step, not a line at x = 0
@@ -164,12 +159,21 @@ def chart_svg(title: str, series: dict[int, Any], y_label: str, salt: str) -> st
 
 
 def charts(report: Report) -> dict[str, str | None]:
+    complete = isinstance(report, CoordinatorReport)
     return {
         "answers": chart_svg(
-            "Answers over time", report.answers_cumulative, "members answered", "answers"
+            "Answers over time",
+            report.answers_cumulative,
+            "members answered",
+            "answers",
+            complete=complete,
         ),
         "arrivals": chart_svg(
-            "Arrivals on scene", report.arrivals_cumulative, "members on scene", "arrivals"
+            "Arrivals on scene",
+            report.arrivals_cumulative,
+            "members on scene",
+            "arrivals",
+            complete=complete,
         ),
     }
 

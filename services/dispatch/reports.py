@@ -222,9 +222,9 @@ class AuthorityReport(BaseModel):
     answers_by_channel: dict[str, dict[str, Count]]
     failures: dict[str, Count]
     staff_actions: list[StaffAction]
-    #: the charts' curves, each count suppressed like the others
-    answers_cumulative: dict[int, Count]
-    arrivals_cumulative: dict[int, Count]
+    #: the charts' curves from the minute they reach k (before it: left out)
+    answers_cumulative: dict[int, int]
+    arrivals_cumulative: dict[int, int]
     min_count: int
 
 
@@ -561,7 +561,9 @@ def for_authority(report: CoordinatorReport, k: int) -> AuthorityReport:
             {"failed": report.failures.failed, "opted_out": report.failures.opted_out}, k
         ),
         staff_actions=[StaffAction(at=a.at, action=a.action) for a in report.staff_actions],
-        answers_cumulative={m: suppress(n, k) for m, n in report.answers_cumulative.items()},
-        arrivals_cumulative={m: suppress(n, k) for m, n in report.arrivals_cumulative.items()},
+        # only the points at k or more: even a suppressed count's minute would say when
+        # one of the first few members answered
+        answers_cumulative={m: n for m, n in report.answers_cumulative.items() if n >= k},
+        arrivals_cumulative={m: n for m, n in report.arrivals_cumulative.items() if n >= k},
         min_count=k,
     )
