@@ -33,6 +33,10 @@ from services.dispatch.reports import AuthorityReport, CoordinatorReport
 matplotlib.use("Agg")
 
 Report = CoordinatorReport | AuthorityReport
+#: timeline entries and responder lines the printable page (and so the PDF) shows: a
+#: large emergency's thousands of lines would make a PDF of hundreds of pages that takes
+#: minutes to lay out; the CSV and JSON carry every line
+PRINTED_LINES = 500
 CSV_HEADER = ("part", "item", "measure", "value")
 
 _templates = Environment(
@@ -213,6 +217,7 @@ def to_html(report: Report) -> str:
         },
         charts=charts(report),
         minutes=_minutes,
+        printed_lines=PRINTED_LINES,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher
@@ -67,3 +68,16 @@ def test_the_pdf_has_its_pages_and_both_charts() -> None:
         walk(rendered._page_box)
     assert len(document.pages) >= 1
     assert images == ["SVGImage", "SVGImage"]
+
+
+def test_a_large_emergencys_page_prints_the_first_lines_and_says_so() -> None:
+    report = coordinator_report()
+    many = [report.responders[0].model_copy(update={"member_id": uuid.uuid4()})
+            for _ in range(report_documents.PRINTED_LINES + 7)]  # fmt: skip
+    page = report_documents.to_html(report.model_copy(update={"responders": many}))
+    assert str(many[report_documents.PRINTED_LINES - 1].member_id) in page
+    assert str(many[report_documents.PRINTED_LINES].member_id) not in page
+    assert f"The first {report_documents.PRINTED_LINES} of {len(many)} members" in page
+    assert str(many[-1].member_id) in report_documents.to_csv(
+        report.model_copy(update={"responders": many})
+    )
