@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench import results
 from shared.events.alerts import AlertSent
@@ -44,7 +44,7 @@ async def _publish(producer: AIOKafkaProducer, topic: str, events: list[EventDat
     await asyncio.gather(*futures)
 
 
-async def _count(engine, schema: str, emergency_id: str, answered: bool = True) -> int:  # type: ignore[no-untyped-def]
+async def _count(engine: AsyncEngine, schema: str, emergency_id: str, answered: bool = True) -> int:
     condition = "AND answered_at IS NOT NULL" if answered else ""
     async with engine.connect() as conn:
         return int(
@@ -123,7 +123,7 @@ async def main() -> None:
         )  # fmt: skip
         while await _count(engine, schema, str(emergency_id), answered=False) < n:
             await asyncio.sleep(0.2)
-        responses = [
+        responses: list[EventData] = [
             ResponseReceived(
                 emergency_id=emergency_id, member_id=m, alert_id=alerts[m],
                 answer="accepted" if i % 3 == 0 else "declined",

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from bench import results
 from shared.db import ensure_schema, make_engine, make_sessionmaker
+from shared.events.catalog import EventData
 from shared.events.provision import provision
 from shared.events.responses import ResponseReceived
 from shared.events.topics import all_topics
@@ -48,7 +49,7 @@ async def main() -> None:
     print(f"writing {total} events in transactions of 100 ...", flush=True)
     write_started = time.perf_counter()
     for start in range(0, total, 100):
-        batch = [
+        batch: list[EventData] = [
             ResponseReceived(
                 emergency_id=emergencies[i % len(emergencies)],
                 member_id=uuid.uuid4(),
