@@ -488,7 +488,8 @@ async def stream_principal(
     tags=["board"],
     summary="Server-Sent Events: a `board` snapshot, then one `row` event per change",
     description="A console more than `DISPATCH_BOARD_STREAM_QUEUE` changes behind is cut "
-    "off: the stream ends, and reconnecting starts again with a `board` snapshot.",
+    "off: the stream ends, and reconnecting starts again with a `board` snapshot. A roll "
+    "call started meanwhile comes as a `roll_call` event (the board's `roll_call`).",
 )
 async def stream_board(
     request: Request,
@@ -503,6 +504,9 @@ async def stream_board(
     subscription = feed.subscribe(emergency_id, settings.board_stream_queue)
     try:
         snapshot = await board_store.all_rows(session, emergency_id, row.members_needed)
+        roll_call = await board_store.roll_call_view(
+            session, settings, emergency_id, datetime.now(UTC)
+        )
     except BaseException:
         feed.unsubscribe(subscription)
         raise
@@ -514,11 +518,15 @@ async def stream_board(
                 "event": "board",
                 "data": json.dumps(
                     {"emergency_id": str(emergency_id),
-                     "rows": [board_store.row_json(r) for r in snapshot]}
+                     "rows": [board_store.row_json(r) for r in snapshot],
+                     "roll_call": board_store.roll_call_json(roll_call)}
                 ),
             }  # fmt: skip
             while (change := await subscription.next_change()) is not None:
-                yield {"event": "row", "data": json.dumps(change)}
+                if "roll_call" in change:
+                    yield {"event": "roll_call", "data": json.dumps(change["roll_call"])}
+                else:
+                    yield {"event": "row", "data": json.dumps(change)}
             # cut off for falling behind: ending the stream makes the browser's
             # EventSource reconnect, and its first event is the whole board again
         finally:

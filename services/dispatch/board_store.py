@@ -305,6 +305,14 @@ async def roll_call_view(
     )
 
 
+async def announce_roll_call(
+    session: AsyncSession, settings: Settings, emergency_id: uuid.UUID, view: board.RollCallView
+) -> None:
+    """Live consoles learn of a new roll call (NOTIFY, delivered on commit)."""
+    payload = json.dumps({"emergency_id": str(emergency_id), "roll_call": roll_call_json(view)})
+    await session.execute(text(NOTIFY), {"channel": channel(settings), "payloads": [payload]})
+
+
 def roll_call_json(view: board.RollCallView | None) -> dict[str, Any] | None:
     if view is None:
         return None

@@ -104,8 +104,14 @@ class BoardFeed:
             emergency_id = uuid.UUID(message["emergency_id"])
         except (ValueError, KeyError):
             return
+        # a row, or the emergency's latest roll call (started by any coordinator)
+        change = (
+            {"roll_call": message["roll_call"]} if "roll_call" in message else message.get("row")
+        )
+        if change is None:
+            return
         for subscription in list(self._subscriptions.get(emergency_id, ())):
-            if not subscription.offer(message["row"]):
+            if not subscription.offer(change):
                 self.unsubscribe(subscription)
                 STREAM_OVERFLOWS.inc()
                 log.warning(

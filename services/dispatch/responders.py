@@ -173,6 +173,7 @@ async def start_roll_call(
     )  # fmt: skip
     view = await board_store.roll_call_view(session, settings, emergency_id, now)
     assert view is not None
+    await board_store.announce_roll_call(session, settings, emergency_id, view)
     return view
 
 

@@ -36,7 +36,7 @@ def service_overrides() -> dict[str, dict[str, str]]:
 
 
 def test_roll_call_release_and_overdue_on_the_live_board(
-    platform: ConsolePlatform, page: Page
+    platform: ConsolePlatform, page: Page, new_page: Callable[..., Page]
 ) -> None:
     api = platform.api
     api.section("AL")
@@ -74,11 +74,23 @@ def test_roll_call_release_and_overdue_on_the_live_board(
     expect(row[by_button.id]).to_contain_text("set by a coordinator")
     expect(page.locator("#c-on_scene")).to_have_text("2")
 
-    # roll call: both on scene are asked; the texting member replies OK, the other not
+    # roll call: both on scene are asked; the texting member replies OK, the other not.
+    # A second coordinator's board, open meanwhile, shows it without a reload.
+    other = new_page()
+    sign_in(other, platform, email, STAFF_PASSWORD)
+    other.goto(f"{platform.console_url}/emergencies/{emergency_id}")
+    expect(other.locator("#connection")).to_have_text("Live", timeout=WAIT_MS)
+    expect(other.locator("#rc-none")).to_be_visible()
+    other.evaluate("window.__sameDocument = true")
     texted = len(platform.sms_to(texting.phone))
     with page.expect_navigation():
         page.click("#roll-call")
     expect(page.locator("#rc-unconfirmed")).to_have_text("2")
+    expect(other.locator("#rc-unconfirmed")).to_have_text("2", timeout=WAIT_MS)
+    expect(other.locator("#rc-started")).to_contain_text("Started at")
+    expect(other.locator("#rc-none")).to_be_hidden()
+    assert other.evaluate("window.__sameDocument === true"), "the other board reloaded"
+    other.close()
     page.evaluate("window.__sameDocument = true")
     platform.eventually(lambda: platform.sms_to(texting.phone)[texted:], bool, "the roll-call SMS")
     api.sms_reply(texting.phone, "OK")

@@ -8,6 +8,7 @@ channel ladder's steps are on each row; the authority summary counts each state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from shared.events.envelope import Envelope, decode
 from shared.events.topics import ALERTS, EMERGENCIES, RESPONSES
 from tests.conftest import Topics
 from tests.dispatch.conftest import Script, Staff, StartDispatch, emergency_body
+from tests.dispatch.test_board_flow import collect_sse
 from tests.shared.flow import wait_for
 from tests.support.kafka import publish, read_records
 
@@ -136,7 +138,16 @@ async def test_the_safety_loop_from_acceptance_to_home(
             (str(b), "on_scene")
         ]
 
-        # roll call: a and b are on scene; a confirms, b does not
+        # roll call: a and b are on scene; a confirms, b does not. A console already
+        # watching the board's stream hears of it at once.
+        streamed: list[tuple[str, Any]] = []
+        ready = asyncio.Event()
+        watcher = asyncio.create_task(
+            collect_sse(f"{first.url}/emergencies/{emergency_id}/stream", coordinator,
+                        streamed, ready)
+        )  # fmt: skip
+        await asyncio.wait_for(ready.wait(), 20)
+        assert streamed[0][1]["roll_call"] is None
         called = await client.post(f"/emergencies/{emergency_id}/roll-calls", headers=coordinator)
         assert called.status_code == 201, called.text
         roll_call = called.json()
@@ -144,6 +155,17 @@ async def test_the_safety_loop_from_acceptance_to_home(
         started = await dispatch_events(
             topics, emergency_id, "muster.roll_call.started.v1", count=0
         )
+
+        async def announced() -> bool:
+            return any(kind == "roll_call" for kind, _ in streamed)
+
+        assert await wait_for(announced, timeout_s=10)
+        live = next(data for kind, data in streamed if kind == "roll_call")
+        assert live["roll_call_id"] == roll_call["roll_call_id"]
+        assert sorted(live["waiting"]) == sorted([str(a), str(b)])
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         assert sorted(started[0].data["member_ids"]) == sorted([str(a), str(b)])
         await publish(
             topics.bootstrap,

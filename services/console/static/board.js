@@ -172,9 +172,20 @@
   }
 
   // --- roll call: who has confirmed, who is waited for, who is missing after the deadline
+  function setRollCall(latest) {
+    if (!latest || !$("rc-started")) { return; }
+    if (rollCall && rollCall.roll_call_id === latest.roll_call_id) { return; }
+    rollCall = latest;
+    if (rollCallTimer) { clearTimeout(rollCallTimer); rollCallTimer = null; }
+    $("rc-started").textContent = data.rcStarted
+      .replace("{time}", fmtHm(rollCall.started_at))
+      .replace("{deadline}", fmtHm(rollCall.missing_after));
+  }
   function renderRollCall() {
     var list = $("rc-list");
     if (!rollCall || !list) { return; }
+    $("rc-none").hidden = true;
+    $("rc-current").hidden = false;
     var late = Date.now() >= new Date(rollCall.missing_after).getTime();
     var asked = rollCall.confirmed.concat(rollCall.waiting, rollCall.missing);
     var confirmed = 0, pending = [];
@@ -269,7 +280,9 @@
     source.addEventListener("board", function (event) {
       delayMs = 1000;
       rows.clear();
-      (JSON.parse(event.data).rows || []).forEach(function (row) { rows.set(String(row.member_id), row); });
+      var snapshot = JSON.parse(event.data);
+      (snapshot.rows || []).forEach(function (row) { rows.set(String(row.member_id), row); });
+      setRollCall(snapshot.roll_call);
       lastUpdate = new Date();
       render();
       setConnection(true);
@@ -279,6 +292,13 @@
       rows.set(String(row.member_id), row);
       lastUpdate = new Date();
       render();
+      setConnection(true);
+    });
+    // a roll call started from any console: this board shows it at once
+    source.addEventListener("roll_call", function (event) {
+      setRollCall(JSON.parse(event.data));
+      lastUpdate = new Date();
+      renderRollCall();
       setConnection(true);
     });
     source.onerror = scheduleReconnect;
