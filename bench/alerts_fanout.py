@@ -52,7 +52,7 @@ async def _publish(bootstrap: str, topic: str, envelopes: list[Envelope]) -> Non
 
 
 async def main() -> None:
-    default = "1000" if os.environ.get("BENCH_QUICK") else "2000"
+    default = "500" if os.environ.get("BENCH_QUICK") else "2000"
     n = 10_000 if os.environ.get("BENCH_FULL") else int(os.environ.get("BENCH_ALERTS_N", default))
     settings = MusterSettings()
     prefix = f"bench{uuid.uuid4().hex[:6]}."

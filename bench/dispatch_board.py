@@ -66,7 +66,7 @@ async def main() -> None:
         or (
             10_000
             if os.environ.get("BENCH_FULL")
-            else 1000
+            else 500
             if os.environ.get("BENCH_QUICK")
             else 2000
         )

@@ -99,7 +99,7 @@ def _line(label: str, timings: list[float]) -> str:
 
 
 async def main() -> None:
-    default = "20000" if os.environ.get("BENCH_QUICK") else "100000"
+    default = "10000" if os.environ.get("BENCH_QUICK") else "100000"
     n = int(os.environ.get("MEMBERS_BENCH_MEMBERS", default))
     settings = MusterSettings()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
