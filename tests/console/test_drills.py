@@ -69,7 +69,7 @@ def test_a_drill_from_the_console_and_the_readiness_an_authority_sees(
     with page.expect_navigation():
         page.click("#schedule")
     expect(page.locator(".form-errors")).to_contain_text("recurrence")
-    expect(page.locator(".form-errors")).to_contain_text("at least a day apart")
+    expect(page.locator(".form-errors")).to_contain_text("DAILY, WEEKLY, MONTHLY or YEARLY")
 
     # now, once
     page.select_option("#recurrence", "none")
