@@ -73,13 +73,15 @@ _CHUNK = 5000
 _INSERT_ALERTS = text(
     """
     INSERT INTO alerts (id, emergency_id, member_id, wave, token, phone, language,
-                        distance_m, qualifications, created_at)
+                        distance_m, qualifications, section, created_at)
     SELECT u.id, :emergency_id, u.member_id, :wave, u.token, u.phone, u.language,
-           u.distance_m, u.quals::jsonb, :now
+           u.distance_m, u.quals::jsonb, u.section, :now
     FROM unnest(CAST(:ids AS uuid[]), CAST(:members AS uuid[]), CAST(:tokens AS text[]),
                 CAST(:phones AS text[]), CAST(:languages AS text[]),
-                CAST(:distances AS integer[]), CAST(:quals AS text[]))
-         WITH ORDINALITY AS u(id, member_id, token, phone, language, distance_m, quals, n)
+                CAST(:distances AS integer[]), CAST(:quals AS text[]),
+                CAST(:sections AS text[]))
+         WITH ORDINALITY AS u(id, member_id, token, phone, language, distance_m, quals,
+                              section, n)
     ORDER BY u.n
     ON CONFLICT DO NOTHING
     RETURNING id
@@ -469,6 +471,7 @@ class Alerting:
                             "languages": languages,
                             "distances": [c.distance_m for c in part],
                             "quals": quals,
+                            "sections": [c.member.section for c in part],
                         },
                     )
                 ).scalars()

@@ -98,6 +98,8 @@ alerts = Table(
     Column("language", Text, nullable=False),
     Column("distance_m", Integer, nullable=False),
     Column("qualifications", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    #: the member's own section when alerted (reports count turnout per section)
+    Column("section", Text, nullable=True),
     #: the alert SMS: pending, sent, delivered, failed, cancelled
     Column("status", Text, nullable=False, server_default=text("'pending'")),
     #: the member's answer: accepted, standby, declined (None: no answer yet), then the

@@ -116,6 +116,7 @@ _CLAIM = text(
     WHERE o.id = picked.id AND a.id = o.alert_id
     RETURNING o.id, o.claim, o.alert_id, o.kind, o.phone, o.body, o.segments, picked.was,
         a.emergency_id, a.member_id, a.wave, a.distance_m, a.language, a.qualifications,
+        a.section,
         -- no number: the member was erased after the message was written
         o.phone IS NULL OR EXISTS (SELECT 1 FROM sms_opt_outs s WHERE s.phone = o.phone)
             AS opted_out
@@ -140,6 +141,7 @@ class Claimed:
     distance_m: int
     language: str
     qualifications: list[str]
+    section: str | None
     opted_out: bool
 
 
@@ -519,6 +521,7 @@ async def record_outcomes(session: AsyncSession, batch: list[Outcome]) -> None:
                 language=m.language,
                 segments=m.segments,
                 qualifications=list(m.qualifications or []),
+                section=m.section,
                 sent_at=o.at,
             )
         else:

@@ -38,7 +38,7 @@ facts, never on the order they came in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
@@ -103,6 +103,9 @@ class Sent:
     alert_id: str
     distance_m: int
     qualifications: tuple[str, ...] = ()
+    #: the member's own section (None in events from before alerts carried it); not
+    #: compared: which copy of a send comes first is decided by the fields above
+    section: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -187,6 +190,7 @@ class BoardEvent:
     reason: str | None = None
     channel: str | None = None
     roll_call_id: str | None = None
+    section: str | None = None
 
 
 class BoardRow(NamedTuple):
@@ -220,7 +224,7 @@ def from_event(data: EventData, event_id: str) -> BoardEvent | None:
         return BoardEvent(
             "sent", event_id, data.emergency_id, data.member_id, str(data.alert_id), data.sent_at,
             wave=data.wave, distance_m=data.distance_m,
-            qualifications=tuple(sorted(set(data.qualifications))),
+            qualifications=tuple(sorted(set(data.qualifications))), section=data.section,
         )  # fmt: skip
     if isinstance(data, AlertDelivered):
         return BoardEvent(
@@ -300,8 +304,16 @@ def apply(facts: RowFacts | None, event: BoardEvent) -> RowFacts:
     row = facts or RowFacts(member_id=event.member_id)
     row = row._replace(updated_at=_latest(row.updated_at, event.at))
     if event.kind == "sent":
-        sent = Sent(event.wave, event.at, event.alert_id, event.distance_m, event.qualifications)
-        if row.sent is None or sent < row.sent:
+        sent = Sent(
+            event.wave, event.at, event.alert_id, event.distance_m, event.qualifications,
+            event.section,
+        )  # fmt: skip
+        if (
+            row.sent is None
+            or sent < row.sent
+            # the same send, from an event that also names the section (compare=False)
+            or (sent == row.sent and row.sent.section is None and sent.section is not None)
+        ):
             row = row._replace(sent=sent)
     elif event.kind == "delivered":
         row = row._replace(delivered_at=_earliest(row.delivered_at, event.at))
@@ -614,6 +626,7 @@ def facts_to_json(facts: RowFacts) -> dict[str, Any]:
             "alert_id": facts.sent.alert_id,
             "distance_m": facts.sent.distance_m,
             "qualifications": list(facts.sent.qualifications),
+            "section": facts.sent.section,
         },
         "delivered_at": _iso(facts.delivered_at),
         "failed_at": _iso(facts.failed_at),
@@ -671,6 +684,7 @@ def facts_from_json(value: dict[str, Any]) -> RowFacts:
             sent["alert_id"],
             int(sent["distance_m"]),
             tuple(sent.get("qualifications") or ()),
+            sent.get("section"),
         ),
         delivered_at=_dt(value.get("delivered_at")),
         failed_at=_dt(value.get("failed_at")),

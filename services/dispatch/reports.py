@@ -18,9 +18,10 @@ member alerted in a late wave is not counted as slow for the waves before theirs
 Percentiles are nearest-rank (p90 of 10 values is the 9th smallest): an observed value,
 never one interpolated between two members.
 
-By section: dispatch does not learn an alerted member's own section (alerts' events do
-not carry it), so a member counts under the emergency's section when it has no
-assisting sections, and under the joined name ("fier+vlore") when it has some.
+By section: each member counts under their own section, which `muster.alert.sent.v1`
+carries. A member whose only send event is from before it carried the section counts
+under the emergency's section when it has no assisting sections, and under the joined
+name ("fier+vlore") when it has some.
 """
 
 from __future__ import annotations
@@ -298,6 +299,15 @@ def section_key(emergency: EmergencyFacts) -> str:
     return "+".join((emergency.section, *emergency.assisting_sections))
 
 
+def member_section(emergency: EmergencyFacts, facts: RowFacts) -> str:
+    """The section a member's turnout counts under (see the module's note)."""
+    if facts.sent is not None and facts.sent.section:
+        return facts.sent.section
+    if not emergency.assisting_sections:
+        return emergency.section
+    return section_key(emergency)
+
+
 def cumulative_by_minute(times: Iterable[datetime], start: datetime | None) -> dict[int, int]:
     """Minute m after `start` -> how many of `times` fell in minutes 0..m (one entry per
     minute that added some): the curve the charts draw."""
@@ -406,12 +416,14 @@ def build(
     rows = sorted(rows, key=lambda r: (r.sent.sent_at if r.sent else as_of, str(r.member_id)))
     turnout = Turnout()
     by_qualification: dict[str, Turnout] = {}
+    by_section: dict[str, Turnout] = {}
     by_channel: dict[str, ChannelCounts] = {}
     reasons: Counter[str] = Counter()
     to_answer: list[float] = []
     to_arrival: list[float] = []
     for facts in rows:
         _count_into(turnout, facts)
+        _count_into(by_section.setdefault(member_section(emergency, facts), Turnout()), facts)
         for code in facts.sent.qualifications if facts.sent else ():
             _count_into(by_qualification.setdefault(code, Turnout()), facts)
         if facts.failed_at is not None:
@@ -445,7 +457,7 @@ def build(
         arrived_share=turnout.on_scene / emergency.members_needed
         if emergency.members_needed
         else 0.0,
-        by_section={section_key(emergency): turnout.model_copy()},
+        by_section=dict(sorted(by_section.items())) or {emergency.section: Turnout()},
         by_qualification=dict(sorted(by_qualification.items())),
         answers_by_channel=dict(sorted(by_channel.items())),
         failures=Failures(

@@ -32,6 +32,9 @@ class AlertSent(_AlertEvent):
     segments: int = Field(1, ge=0)
     #: the member's qualifications valid at alert time (for summaries by qualification)
     qualifications: list[str] = []
+    #: the member's own section (an emergency with assisting sections alerts several);
+    #: absent in events from before it was carried
+    section: str | None = None
     sent_at: datetime
 
 

@@ -41,6 +41,8 @@ async def test_500_is_retried_and_400_fails_without_retry(
     assert len(events) == 3, [e.type for e in events]
     assert by_member[str(flaky.member_id)].type == "muster.alert.sent.v1"
     assert by_member[str(fine.member_id)].type == "muster.alert.sent.v1"
+    # the member's own section travels with the send (after-action reports by section)
+    assert by_member[str(fine.member_id)].data["section"] == fine.section
     failed = by_member[str(invalid.member_id)]
     assert failed.type == "muster.alert.failed.v1"
     assert "400" in failed.data["reason"] and "valid phone number" in failed.data["reason"]

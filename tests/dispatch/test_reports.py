@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -280,3 +281,33 @@ def test_no_member_id_reaches_the_authority_and_the_figures_add_up(
         assert count == f"< {k}" or (isinstance(count, int) and count >= k)
     durations = authority.time_to_arrival
     assert (durations.median_s is None) == (not isinstance(durations.count, int))
+
+
+def test_members_count_under_their_own_section_when_sections_assist() -> None:
+    fier, vlore, before = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    events = [
+        ev("sent", fier, 10, section="fier", qualifications=("first_aid",)),
+        ev("sent", vlore, 12, section="vlore"),
+        ev("response", vlore, 70, answer="accepted", channel="sms"),
+        # an event from before alerts carried the section
+        ev("sent", before, 14),
+    ]
+    report = reports.build(
+        emergency(assisting_sections=("vlore",)), facts_of(events), [], as_of=at(4000)
+    )
+    assert set(report.by_section) == {"fier", "vlore", "fier+vlore"}
+    assert report.by_section["fier"].alerted == 1
+    assert report.by_section["vlore"].accepted == 1
+    assert report.by_section["fier+vlore"].alerted == 1
+    assert sum(t.alerted for t in report.by_section.values()) == report.turnout.alerted
+
+
+def test_a_send_event_with_and_without_the_section_gives_the_same_row_in_any_order() -> None:
+    """A redelivered old copy (no section) and the new one differ only in the section:
+    the board keeps the send with the section, whichever comes first."""
+    member = uuid.uuid4()
+    new = ev("sent", member, 10, section="vlore")
+    old = replace(new, event_id=str(uuid.uuid4()), section=None)
+    assert facts_of([new, old]) == facts_of([old, new])
+    sent = facts_of([old, new])[0].sent
+    assert sent is not None and sent.section == "vlore"
