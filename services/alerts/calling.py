@@ -49,7 +49,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from services.alerts.alerting import SOURCE
 from services.alerts.index import TargetingIndex
 from services.alerts.ladder import AlertFacts, CallPlan, EmergencyState, LadderDelays, plan_call
-from services.alerts.providers import ProviderError
+from services.alerts.providers import Accepted, ProviderError
 from services.alerts.providers.voice import VoiceProvider
 from services.alerts.selection import is_quiet
 from services.alerts.settings import Settings
@@ -136,6 +136,29 @@ class Claimed:
     emergency_id: uuid.UUID
     member_id: uuid.UUID
     phone: str
+
+
+async def request_call(
+    provider: VoiceProvider, settings: Settings, phone: str, *, twiml_url: str, status_url: str
+) -> Accepted:
+    """Ask the provider for one call, once a claim for it is committed (the ladder's and
+    the drills' calls alike). Retried ALERTS_SMS_MAX_ATTEMPTS times only when refused
+    before anything left (connection refused, 429); a request that may have placed the
+    call (a 5xx, a lost answer) is never repeated: at most one call. Raises
+    ProviderError when not placed."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(settings.sms_max_attempts),
+        wait=wait_exponential_jitter(
+            initial=settings.sms_retry_base_s, max=10.0, jitter=settings.sms_retry_base_s
+        ),
+        retry=retry_if_exception(
+            lambda e: isinstance(e, ProviderError) and not e.permanent and not e.maybe_accepted
+        ),
+        reraise=True,
+    ):
+        with attempt:
+            return await provider.call(phone, twiml_url=twiml_url, status_url=status_url)
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
 class CallLadder:
@@ -291,25 +314,9 @@ class CallLadder:
     async def _place(self, call: Claimed) -> None:
         twiml_url, status_url = call_urls(self.settings.public_base_url, call.token)
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.settings.sms_max_attempts),
-                wait=wait_exponential_jitter(
-                    initial=self.settings.sms_retry_base_s,
-                    max=10.0,
-                    jitter=self.settings.sms_retry_base_s,
-                ),
-                # a request that may have placed the call is never repeated (at most once)
-                retry=retry_if_exception(
-                    lambda e: (
-                        isinstance(e, ProviderError) and not e.permanent and not e.maybe_accepted
-                    )
-                ),
-                reraise=True,
-            ):
-                with attempt:
-                    accepted = await self.provider.call(
-                        call.phone, twiml_url=twiml_url, status_url=status_url
-                    )
+            accepted = await request_call(
+                self.provider, self.settings, call.phone, twiml_url=twiml_url, status_url=status_url
+            )
         except ProviderError as exc:
             CALLS.labels("failed").inc()
             log.info("ladder call not placed", alert_id=str(call.alert_id), reason=exc.reason)

@@ -13,9 +13,12 @@ here:
   confuses, and their OK must answer the emergency) nor a number that sent STOP;
 - when each member's SMS may go (`release_at`): at once, or at the end of their quiet
   hours, in their own time zone (a drill is never urgent enough to wake anyone);
+- whether a member who has not answered is phoned (`plan_drill_call`), when the drill
+  asks for calls: the same answers as the emergency ladder's (ladder.py), for a drill;
 - the results (`results`): the share of members asked who answered OK within 5, 15 and
   60 minutes of their SMS going out (a member held by quiet hours is timed from when
-  theirs went), overall, by section and by qualification held when the drill fired.
+  theirs went), overall, by section and by qualification held when the drill fired, and
+  the answers by channel (sms, web, voice).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dateutil.rrule import rrule, rrulestr
 from pydantic import BaseModel
 
+from services.alerts.ladder import CallPlan
 from services.alerts.selection import in_quiet_window, is_reachable, valid_qualifications
 from services.alerts.self_service import zone_of
 from shared.events.members import MemberChanged
@@ -48,6 +52,18 @@ FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 #: how far ahead a rule's first occurrences are looked for (a rule matching nothing, like
 #: the 30th of February, is refused instead of searched to the year 9999)
 LOOK_AHEAD = timedelta(days=3660)
+#: the minutes after its SMS a drill may phone a member who has not answered (an hour
+#: beyond the last results window, 60: a later call tells nothing about reach)
+CALL_AFTER_MIN = 1
+CALL_AFTER_MAX = 120
+#: a drill call held this long past its time (quiet hours, an emergency) is not placed:
+#: a test call the next morning about last evening's SMS only confuses
+CALL_LATEST = timedelta(hours=6)
+#: the channels an OK comes by
+CHANNELS = ("sms", "web", "voice")
+#: the outcomes of a drill call that leave the member to be looked at (they were not
+#: reached by phone either)
+CALL_NOT_REACHED = frozenset({"failed", "no_answer", "busy"})
 
 
 class RecurrenceError(ValueError):
@@ -195,6 +211,56 @@ def recipients(
     return Asking(list(chosen.values()), busy, stopped)
 
 
+# --- calls to members who have not answered --------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrillCallFacts:
+    """One member's drill SMS as the drill's caller sees it."""
+
+    #: the occurrence's delay before a call; None: this drill places no calls
+    call_after: timedelta | None
+    #: when the provider took the drill SMS (None: not sent, failed or skipped)
+    sms_sent_at: datetime | None
+    #: the member said OK on any channel (SMS, link, voice)
+    answered: bool
+    #: a call was claimed for this SMS already (placed, failed, or lost in a crash)
+    already_called: bool
+    #: the index holds an active member with a number
+    has_phone: bool
+    #: the member is out on (or alerted for) an active emergency
+    on_emergency: bool
+    #: it is the member's quiet hours now, in their time zone
+    quiet_hours_now: bool
+
+
+def plan_drill_call(facts: DrillCallFacts, now: datetime) -> CallPlan:
+    """`due`, `wait` (with `at`), `held` (asked again next round) or `never`. A drill is
+    never urgent: quiet hours and an active emergency hold the call, and one held past
+    CALL_LATEST is not placed."""
+    if facts.call_after is None:
+        return CallPlan("never", "no calls for this drill")
+    if facts.already_called:
+        return CallPlan("never", "already called")
+    if facts.answered:
+        return CallPlan("never", "answered")
+    if facts.sms_sent_at is None:
+        # a failed SMS is a number to fix, listed for the coordinator, not a call
+        return CallPlan("never", "sms not sent")
+    if not facts.has_phone:
+        return CallPlan("never", "no number")
+    due_at = facts.sms_sent_at + facts.call_after
+    if now < due_at:
+        return CallPlan("wait", "sms unanswered for less than the delay", at=due_at)
+    if now > due_at + CALL_LATEST:
+        return CallPlan("never", "too late")
+    if facts.on_emergency:
+        return CallPlan("held", "on an active emergency")
+    if facts.quiet_hours_now:
+        return CallPlan("held", "quiet hours")
+    return CallPlan("due", "sms unanswered")
+
+
 # --- results -----------------------------------------------------------------------------
 
 
@@ -208,6 +274,8 @@ class Asked:
     status: str
     sent_at: datetime | None
     answered_at: datetime | None
+    #: the channel of the OK (sms, web, voice)
+    channel: str | None = None
 
 
 def answer_seconds(asked: Asked) -> float | None:
@@ -230,6 +298,8 @@ class Reach(BaseModel):
     within: dict[str, int] = {}
     shares: dict[str, float] = {}
     median_answer_seconds: float | None = None
+    #: the answers by the channel they came by (sms, web, voice)
+    by_channel: dict[str, int] = {}
 
 
 class Results(BaseModel):
@@ -251,6 +321,10 @@ def reach(group: Sequence[Asked]) -> Reach:
         within=within,
         shares={m: round(n / asked, 4) if asked else 0.0 for m, n in within.items()},
         median_answer_seconds=statistics.median(times) if times else None,
+        by_channel={
+            channel: sum(1 for a in group if a.answered_at is not None and a.channel == channel)
+            for channel in CHANNELS
+        },
     )
 
 
@@ -281,15 +355,26 @@ class MemberRecord:
     #: (status, answered) per occurrence they were asked in
     outcomes: Sequence[tuple[str, bool]]
     last_error: str | None = None
+    #: the outcome of the drill's call to them per occurrence, in `outcomes`' order
+    #: (None: not called)
+    calls: Sequence[str | None] = ()
 
 
 def needs_attention(record: MemberRecord, last: int) -> str | None:
     """Why a coordinator should look at this member's contact details, or None:
     `sms_failed` when their SMS failed in any of their last `last` drills,
-    `never_answered` when they were asked in `last` drills and answered none."""
+    `never_answered` when they were asked in `last` drills and answered none,
+    `call_unanswered` when, in one of those, they answered neither the SMS nor the
+    drill's call (it failed, rang out or was busy)."""
     recent = list(record.outcomes)[:last]
     if any(status == "failed" for status, _ in recent):
         return "sms_failed"
     if len(recent) >= last and not any(answered for _, answered in recent):
         return "never_answered"
+    calls = list(record.calls)[: len(recent)]
+    if any(
+        call in CALL_NOT_REACHED and not answered
+        for call, (_, answered) in zip(calls, recent, strict=False)
+    ):
+        return "call_unanswered"
     return None

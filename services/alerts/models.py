@@ -31,7 +31,8 @@ need them); their `phone` columns are NULL and message bodies "[erased]" (erasur
   schedule, one row per occurrence fired (unique per drill and time: the claim), one per
   member asked (unique per occurrence), with when the SMS went and when the member
   answered OK; kept for the trend. `readiness_publications`: when the readiness figures
-  were last published.
+  were last published. `drill_calls`: a drill's calls to members who had not answered
+  (drill_calls.py), at most one per drill message, committed before the provider is asked.
 """
 
 from __future__ import annotations
@@ -333,6 +334,8 @@ drills = Table(
     Column("next_at", DateTime(timezone=True), nullable=True),
     #: scheduled, done, cancelled
     Column("status", Text, nullable=False, server_default=text("'scheduled'")),
+    #: minutes after its SMS a member who has not answered is phoned; None: no calls
+    Column("call_unanswered_after_min", Integer, nullable=True),
     #: the staff account that scheduled it (an account id, not a person's name)
     Column("created_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -352,6 +355,8 @@ drill_occurrences = Table(
     Column("asked", Integer, nullable=False, server_default=text("0")),
     Column("skipped_on_emergency", Integer, nullable=False, server_default=text("0")),
     Column("skipped_opted_out", Integer, nullable=False, server_default=text("0")),
+    #: the drill's call delay, frozen when the occurrence fired
+    Column("call_unanswered_after_min", Integer, nullable=True),
     #: the claim: one occurrence per drill and time, whichever process fires it
     UniqueConstraint("drill_id", "occurs_at", name="drill_occurrence_once"),
 )
@@ -391,6 +396,28 @@ drill_messages = Table(
     ),
     Index("drill_messages_member_idx", "member_id"),
     Index("drill_messages_sid_idx", "provider_sid"),
+)
+
+drill_calls = Table(
+    "drill_calls",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    #: one call per member per occurrence, ever: the unique key a claim inserts (and
+    #: commits) before the provider is asked (drill_calls.py)
+    Column("message_id", BigInteger, ForeignKey("drill_messages.id"), nullable=False, unique=True),
+    #: SHA-256 of the unguessable token in the call's webhook URLs (the token itself is
+    #: only in the URLs given to the provider)
+    Column("token_hash", Text, nullable=False, unique=True),
+    #: placing (claimed, provider asked), placed, failed (refused), ended
+    Column("status", Text, nullable=False, server_default=text("'placing'")),
+    Column("provider_sid", Text, nullable=True),
+    #: answered, no_answer, busy, failed (the provider's final status)
+    Column("outcome", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("claimed_by", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("placed_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
 )
 
 readiness_publications = Table(

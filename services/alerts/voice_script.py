@@ -1,7 +1,8 @@
 """What a ladder call says, per language, and the TwiML that says it: pure, no I/O.
 
 A call is a small menu: the alert (title, distance, what is needed), "press 1 if you
-are coming, 2 if not"; after 1, "how many minutes, then #". Each prompt is played twice
+are coming, 2 if not"; after 1, "how many minutes, then #". A drill's call (drill_calls.py)
+is one prompt: "a test, not an emergency; press 1 if you received this". Each prompt is played twice
 (it repeats once) before the call ends without an answer. Digits that mean nothing get
 "sorry, I did not understand" and the same prompt again.
 
@@ -49,6 +50,8 @@ Part = Literal[
     "not_needed",
     "answered",
     "goodbye",
+    "drill_test",
+    "drill_thanks",
 ]
 PARTS: tuple[Part, ...] = (
     "alert",
@@ -61,6 +64,8 @@ PARTS: tuple[Part, ...] = (
     "not_needed",
     "answered",
     "goodbye",
+    "drill_test",
+    "drill_thanks",
 )
 
 _LINES: dict[str, dict[str, str]] = {
@@ -79,6 +84,9 @@ _LINES: dict[str, dict[str, str]] = {
         "not_needed": "Enough members are on the way: you are not needed. Thank you. Goodbye.",
         "answered": "Your answer is recorded already. Thank you. Goodbye.",
         "goodbye": "No answer was recorded. You can still answer the text message. Goodbye.",
+        "drill_test": "This is a Muster test, a drill, not an emergency. "
+        "Press 1 if you received this.",
+        "drill_thanks": "Thank you, your answer is recorded. Goodbye.",
     },
     "fr": {
         "alert": "Alerte Muster.{drill} {title}. À {km} kilomètres de vous. Besoin : {needs}. "
@@ -97,6 +105,9 @@ _LINES: dict[str, dict[str, str]] = {
         "Au revoir.",
         "answered": "Votre réponse est déjà enregistrée. Merci. Au revoir.",
         "goodbye": "Aucune réponse enregistrée. Vous pouvez encore répondre au SMS. Au revoir.",
+        "drill_test": "Ceci est un test de Muster, un exercice, pas une urgence. "
+        "Appuyez sur 1 si vous avez reçu cet appel.",
+        "drill_thanks": "Merci, votre réponse est enregistrée. Au revoir.",
     },
     "it": {
         "alert": "Allerta Muster.{drill} {title}. A {km} chilometri da te. Servono: {needs}. "
@@ -114,6 +125,9 @@ _LINES: dict[str, dict[str, str]] = {
         "not_needed": "Abbastanza membri sono in arrivo: non servi piu. Grazie. Arrivederci.",
         "answered": "La tua risposta è già registrata. Grazie. Arrivederci.",
         "goodbye": "Nessuna risposta registrata. Puoi ancora rispondere all'SMS. Arrivederci.",
+        "drill_test": "Questo è un test di Muster, un'esercitazione, non un'emergenza. "
+        "Premi 1 se hai ricevuto questa chiamata.",
+        "drill_thanks": "Grazie, la tua risposta è registrata. Arrivederci.",
     },
     "sq": {
         "alert": "Alarm nga Muster.{drill} {title}. {km} kilometra larg jush. "
@@ -131,6 +145,9 @@ _LINES: dict[str, dict[str, str]] = {
         "answered": "Përgjigjja juaj është regjistruar tashmë. Faleminderit. Mirupafshim.",
         "goodbye": "Asnjë përgjigje nuk u regjistrua. Mund t'i përgjigjeni ende SMS-it. "
         "Mirupafshim.",
+        "drill_test": "Ky është një test i Muster, një stërvitje, jo një emergjencë. "
+        "Shtypni 1 nëse e morët këtë telefonatë.",
+        "drill_thanks": "Faleminderit, përgjigjja juaj u regjistrua. Mirupafshim.",
     },
     "de": {
         "alert": "Muster-Alarm.{drill} {title}. {km} Kilometer von Ihnen entfernt. "
@@ -151,6 +168,9 @@ _LINES: dict[str, dict[str, str]] = {
         "answered": "Ihre Antwort ist bereits gespeichert. Danke. Auf Wiederhören.",
         "goodbye": "Keine Antwort gespeichert. Sie können noch auf die SMS antworten. "
         "Auf Wiederhören.",
+        "drill_test": "Dies ist ein Test von Muster, eine Übung, kein Notfall. "
+        "Drücken Sie 1, wenn Sie diesen Anruf erhalten haben.",
+        "drill_thanks": "Danke, Ihre Antwort ist gespeichert. Auf Wiederhören.",
     },
 }
 
@@ -238,14 +258,22 @@ def speaker(audio_url: Callable[[Part, CallContext], str] | None) -> Speak:
     return speak
 
 
-def menu(context: CallContext, speak: Speak, *, action: str, again: bool = False) -> str:
-    """The alert and "press 1 or 2", played twice; then goodbye."""
+def menu(
+    context: CallContext,
+    speak: Speak,
+    *,
+    action: str,
+    again: bool = False,
+    prompt: Part = "alert",
+) -> str:
+    """The alert and "press 1 or 2" (or, for a drill's call, `drill_test`: "press 1 if
+    you received this"), played twice; then goodbye."""
     response = VoiceResponse()
     for time in range(PROMPT_TIMES):
         gather = response.gather(num_digits=1, action=action, method="POST", timeout=6)
         if again and time == 0:
             speak(gather, context, "not_understood")
-        speak(gather, context, "alert")
+        speak(gather, context, prompt)
     speak(response, context, "goodbye")
     response.hangup()
     return str(response)
