@@ -19,6 +19,7 @@ from services.alerts import erasure
 from services.alerts.alerting import Alerting
 from services.alerts.answer_page import answer_router
 from services.alerts.calling import CallLadder
+from services.alerts.drill_calls import DrillCaller, drill_call_router
 from services.alerts.drill_exports import drill_export_router
 from services.alerts.drill_routes import drill_router
 from services.alerts.drill_runs import Drills
@@ -70,6 +71,14 @@ def build(settings: Settings | None = None) -> FastAPI:
     voice = voice_provider_for(settings)
     # the channel ladder: calls after unanswered SMS (calling.py); off without a provider
     ladder = CallLadder(settings, runtime.db, voice, index) if voice is not None else None
+    # drills' calls to members who have not answered (drill_calls.py): the same provider
+    # setting, their own client
+    drill_voice = voice_provider_for(settings)
+    drill_caller = (
+        DrillCaller(settings, runtime.db, drill_voice, index, drills.clock)
+        if drill_voice is not None
+        else None
+    )
     safety_loop = SafetyLoop(settings)
     background: list[asyncio.Task[None]] = []
 
@@ -137,6 +146,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         await drills.start()
         if ladder is not None:
             await ladder.start()
+        if drill_caller is not None:
+            await drill_caller.start()
         else:
             log.warning(
                 "voice calls are off: Twilio needs TWILIO_VOICE_FROM_NUMBER or "
@@ -150,6 +161,8 @@ def build(settings: Settings | None = None) -> FastAPI:
                 await task
         if ladder is not None:
             await ladder.stop()
+        if drill_caller is not None:
+            await drill_caller.stop()
         await drills.stop()
         await expiry.stop()
         await sender.stop()
@@ -167,6 +180,9 @@ def build(settings: Settings | None = None) -> FastAPI:
             voice_router(settings, lambda: runtime.db, Speech(settings.espeak_path)),
             drill_router(settings, lambda: runtime.db, lambda: redis_client, lambda: drills),
             drill_export_router(lambda: runtime.db),
+            drill_call_router(
+                settings, lambda: runtime.db, Speech(settings.espeak_path), lambda: drills
+            ),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

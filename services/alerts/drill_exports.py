@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.drill_routes import Staff
-from services.alerts.models import drill_messages, drill_occurrences, drills
+from services.alerts.models import drill_calls, drill_messages, drill_occurrences, drills
 from shared.auth import require_role
 
 #: the import's columns first (services/members/importing.py names them), then the drill's
@@ -40,6 +40,9 @@ RESULT_COLUMNS = (
     "sent_at",
     "answered_at",
     "answer_channel",
+    #: the drill's call to a member who had not answered: answered, no_answer, busy,
+    #: failed, placed (no final status yet); empty when not called
+    "call_outcome",
     "seconds_to_answer",
 )
 
@@ -63,6 +66,7 @@ def result_cells(occurrence: Mapping[str, Any], message: Mapping[Any, Any]) -> l
         _iso(sent),
         _iso(answered),
         message["answer_channel"] or "",
+        message.get("call_outcome") or message.get("call_status") or "",
         seconds,
     ]
 
@@ -103,8 +107,11 @@ def drill_export_router(db: Callable[[], async_sessionmaker[AsyncSession]]) -> A
                         drill_messages.c.sent_at,
                         drill_messages.c.answered_at,
                         drill_messages.c.answer_channel,
+                        drill_calls.c.outcome.label("call_outcome"),
+                        drill_calls.c.status.label("call_status"),
                     )
                     .join(drill_messages, drill_messages.c.occurrence_id == drill_occurrences.c.id)
+                    .outerjoin(drill_calls, drill_calls.c.message_id == drill_messages.c.id)
                     .where(drill_occurrences.c.drill_id == drill_id)
                     .order_by(drill_occurrences.c.occurs_at, drill_messages.c.id)
                 )

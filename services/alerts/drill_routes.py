@@ -2,7 +2,10 @@
 
 Staff (a bearer token, as the reach preview):
 - `POST /drills` (coordinator or admin, for sections they act for): sections, a time
-  (`starts_at`, now when left out), an optional RRULE and the zone it keeps its time in.
+  (`starts_at`, now when left out), an optional RRULE and the zone it keeps its time in,
+  and `call_unanswered_after_min` (1-120, or null for no calls): members who have not
+  answered that long after their SMS are phoned (drill_calls.py). Refused (422 naming
+  the field) when this alerts service has no voice provider.
 - `GET /drills`, `GET /drills/{id}` (with every occurrence's 5/15/60-minute results by
   section and qualification), `POST /drills/{id}/cancel`.
 - `GET /drills/attention?section=&last=3`: members whose drill SMS failed, or who answered
@@ -35,6 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import messages
 from services.alerts.drill_runs import Drills
 from services.alerts.drills import (
+    CALL_AFTER_MAX,
+    CALL_AFTER_MIN,
     Asked,
     MemberRecord,
     RecurrenceError,
@@ -45,7 +50,7 @@ from services.alerts.drills import (
     results,
     zone,
 )
-from services.alerts.models import drill_messages, drill_occurrences, drills
+from services.alerts.models import drill_calls, drill_messages, drill_occurrences, drills
 from services.alerts.ratelimit import WindowLimit
 from services.alerts.reach import SECTION_PATTERN
 from services.alerts.readiness import Readiness, for_authorities
@@ -88,6 +93,9 @@ class DrillIn(BaseModel):
     recurrence: str | None = Field(None, max_length=300)
     #: the zone a recurring drill keeps its wall-clock time in
     timezone: str = Field("UTC", max_length=64)
+    #: phone members who have not answered this many minutes after their SMS; None: no
+    #: calls (only with a voice provider)
+    call_unanswered_after_min: int | None = Field(None, ge=CALL_AFTER_MIN, le=CALL_AFTER_MAX)
 
     @field_validator("sections")
     @classmethod
@@ -113,6 +121,7 @@ class OccurrenceOut(BaseModel):
     asked: int
     skipped_on_emergency: int
     skipped_opted_out: int
+    call_unanswered_after_min: int | None = None
     results: Results | None = None
 
 
@@ -124,6 +133,7 @@ class DrillOut(BaseModel):
     timezone: str
     next_at: datetime | None
     status: str
+    call_unanswered_after_min: int | None = None
     created_at: datetime
     occurrences: list[OccurrenceOut] = []
 
@@ -131,7 +141,7 @@ class DrillOut(BaseModel):
 class AttentionOut(BaseModel):
     member_id: UUID
     section: str
-    reason: Literal["sms_failed", "never_answered"]
+    reason: Literal["sms_failed", "never_answered", "call_unanswered"]
     #: the provider's last refusal (numbers masked), for an SMS that failed
     last_error: str | None = None
 
@@ -168,6 +178,13 @@ def drill_router(
             zone(body.timezone)
         except RecurrenceError as exc:
             raise _invalid("timezone", str(exc)) from exc
+        if body.call_unanswered_after_min is not None and (
+            settings.effective_voice_provider == "off"
+        ):
+            raise _invalid(
+                "call_unanswered_after_min",
+                "voice calls are off on this service (no number to call from): leave it empty",
+            )
         drills_runner = runner()
         now = drills_runner.clock.now()
         starts_at = body.starts_at or now
@@ -194,6 +211,7 @@ def drill_router(
                         recurrence=recurrence or None,
                         timezone=body.timezone,
                         next_at=next_at,
+                        call_unanswered_after_min=body.call_unanswered_after_min,
                         created_by=principal.account_id,
                     )
                     .returning(*drills.c)
@@ -261,11 +279,13 @@ def drill_router(
                         drill_messages.c.status,
                         drill_messages.c.answered_at,
                         drill_messages.c.error,
+                        drill_calls.c.outcome.label("call_outcome"),
                     )
                     .join(
                         drill_occurrences,
                         drill_occurrences.c.id == drill_messages.c.occurrence_id,
                     )
+                    .outerjoin(drill_calls, drill_calls.c.message_id == drill_messages.c.id)
                     .where(
                         drill_messages.c.section == section,
                         drill_messages.c.status.in_(("sent", "failed")),
@@ -274,14 +294,17 @@ def drill_router(
                 )
             ).all()
         records: dict[UUID, list[tuple[str, bool]]] = {}
+        calls: dict[UUID, list[str | None]] = {}
         errors: dict[UUID, str | None] = {}
         for row in rows:
             records.setdefault(row.member_id, []).append((row.status, row.answered_at is not None))
+            calls.setdefault(row.member_id, []).append(row.call_outcome)
             if row.status == "failed" and row.member_id not in errors:
                 errors[row.member_id] = row.error
         out = []
         for member_id, outcomes in records.items():
-            reason = needs_attention(MemberRecord(member_id, section, outcomes), last)
+            record = MemberRecord(member_id, section, outcomes, calls=calls[member_id])
+            reason = needs_attention(record, last)
             if reason is not None:
                 out.append(
                     AttentionOut(
@@ -319,6 +342,7 @@ def drill_router(
                             drill_messages.c.status,
                             drill_messages.c.sent_at,
                             drill_messages.c.answered_at,
+                            drill_messages.c.answer_channel,
                         ).where(drill_messages.c.occurrence_id == occurrence.id)
                     )
                 ).all()

@@ -122,10 +122,13 @@ def answer_link(settings: Settings, token: str) -> str:
     return f"{settings.public_base_url.rstrip('/')}/d/{token}"
 
 
-async def on_active_emergency(session: AsyncSession) -> set[UUID]:
+async def on_active_emergency(
+    session: AsyncSession, among: Sequence[UUID] | None = None
+) -> set[UUID]:
     """Members with an alert of an active emergency they have not declined, been stood
-    down from, or had cancelled: out, on their way, or yet to answer."""
-    found = await session.execute(
+    down from, or had cancelled: out, on their way, or yet to answer. `among`: only
+    these members are looked at (a drill's caller asks about a few)."""
+    query = (
         select(alerts.c.member_id)
         .join(emergencies, emergencies.c.id == alerts.c.emergency_id)
         .where(
@@ -135,7 +138,9 @@ async def on_active_emergency(session: AsyncSession) -> set[UUID]:
             alerts.c.response.is_distinct_from("declined"),
         )
     )
-    return set(found.scalars())
+    if among is not None:
+        query = query.where(alerts.c.member_id.in_(list(among)))
+    return set((await session.execute(query)).scalars())
 
 
 class Drills:
@@ -240,6 +245,8 @@ class Drills:
                     occurs_at=occurs_at,
                     fired_at=now,
                     sections=list(drill.sections),
+                    # frozen: the occurrence's calls follow the drill as it was when fired
+                    call_unanswered_after_min=drill.call_unanswered_after_min,
                 )
                 .on_conflict_do_nothing(constraint="drill_occurrence_once")
                 .returning(drill_occurrences.c.id)
