@@ -25,7 +25,9 @@ inserted in that same transaction, so a batch commits once instead of once per r
 If anything in that transaction fails, it is rolled back and the same records go one by
 one through the path above, so a poison record is still retried, isolated and
 dead-lettered alone. Only for handlers whose effects are all in the database (a rolled
-back group must leave nothing behind).
+back group must leave nothing behind). A type may also have a *group handler*, which
+gets the batch's consecutive new records of its kind in one call (the board plans one
+emergency's answers as one step); one by one, the record's own handler runs.
 
 `subscribe` wires a consumer into a FastStream broker with an explicit ack policy:
 FastStream's default acknowledges before the handler runs (at-most-once).
@@ -196,6 +198,8 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+#: several records of one key, in order, in the caller's transaction
+GroupHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
 TombstoneHandler = Callable[[bytes | None, AsyncSession | None], Awaitable[None]]
 
 
@@ -239,10 +243,13 @@ class EventConsumer:
         transient_retry_max_s: float = 30.0,
         poll_hold_s: float = 60.0,
         batch_transactions: bool = False,
+        group_handlers: Mapping[str, GroupHandler] | None = None,
     ) -> None:
         self.name = name
         self.batch_transactions = batch_transactions and sessionmaker is not None
         self._handlers = dict(handlers)
+        #: used in batch transactions only, for types that also have a `handlers` entry
+        self._group_handlers = dict(group_handlers or {})
         #: may be set after construction (aiokafka clients need a running loop)
         self.producer = producer
         self._sessionmaker = sessionmaker
@@ -353,20 +360,41 @@ class EventConsumer:
             )
             new = set(inserted.scalars())
             outcomes: list[str] = []
+            fresh: list[_Decoded] = []
             for item in group:
                 if item.envelope.id not in new:
                     outcomes.append("duplicate")
                     continue
                 new.discard(item.envelope.id)
-                envelope, record = item.envelope, item.record
-                bind_correlation(envelope.correlationid, event_id=envelope.id, type=envelope.type)
-                await item.handler(
-                    Delivery(
-                        envelope, item.data, record.topic, record.partition, record.offset, session
-                    )
-                )
+                fresh.append(item)
                 outcomes.append("applied")
+            # consecutive records sharing a group handler go to it together, in order
+            start = 0
+            while start < len(fresh):
+                group_handler = self._group_handlers.get(fresh[start].envelope.type)
+                end = start + 1
+                if group_handler is not None:
+                    while (
+                        end < len(fresh)
+                        and self._group_handlers.get(fresh[end].envelope.type) is group_handler
+                    ):
+                        end += 1
+                deliveries = [self._delivery(item, session) for item in fresh[start:end]]
+                first = fresh[start].envelope
+                bind_correlation(first.correlationid, event_id=first.id, type=first.type)
+                if group_handler is not None:
+                    await group_handler(deliveries)
+                else:
+                    await fresh[start].handler(deliveries[0])
+                start = end
         return outcomes
+
+    @staticmethod
+    def _delivery(item: _Decoded, session: AsyncSession) -> Delivery:
+        record = item.record
+        return Delivery(
+            item.envelope, item.data, record.topic, record.partition, record.offset, session
+        )
 
     async def handle_record(self, record: Record) -> str:
         """Apply, skip or dead-letter one record; return the outcome. Raises only if the

@@ -43,7 +43,14 @@ from redis import exceptions as redis_errors
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.consumer import EventConsumer, Handler, TombstoneHandler, is_transient, subscribe
+from shared.consumer import (
+    EventConsumer,
+    GroupHandler,
+    Handler,
+    TombstoneHandler,
+    is_transient,
+    subscribe,
+)
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.kafka import new_producer
 from shared.observability import (
@@ -122,11 +129,13 @@ class ServiceRuntime:
         transactional: bool = True,
         max_poll_records: int = 100,
         batch_transactions: bool = False,
+        group_handlers: Mapping[str, GroupHandler] | None = None,
     ) -> EventConsumer:
         """Subscribe a consumer group to (unprefixed) `topics`; call before `start`.
 
         `batch_transactions`: each key's records of one poll share one transaction (only
-        for handlers whose every effect is in the database; see shared.consumer)."""
+        for handlers whose every effect is in the database; see shared.consumer), where
+        `group_handlers` get a key's consecutive records of their types in one call."""
         consumer = EventConsumer(
             name=name or self.settings.consumer_group,
             handlers=handlers,
@@ -137,6 +146,7 @@ class ServiceRuntime:
             retry_base_s=self.settings.consumer_retry_base_s,
             transient_retry_max_s=self.settings.consumer_transient_retry_max_s,
             batch_transactions=batch_transactions,
+            group_handlers=group_handlers,
         )
         subscribe(
             self.broker,

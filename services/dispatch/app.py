@@ -30,7 +30,7 @@ from services.dispatch.live import BoardFeed
 from services.dispatch.scheduler import TimerScheduler
 from services.dispatch.settings import Settings
 from services.dispatch.subscriptions import WebhookDeliverer
-from shared.consumer import Delivery
+from shared.consumer import Delivery, GroupHandler
 from shared.events.alerts import (
     AlertCallEnded,
     AlertCallPlaced,
@@ -53,13 +53,15 @@ def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings)
     handler: Callable[[Delivery], Awaitable[None]] = partial(emergencies.on_board_event, settings)
+    group_handler: GroupHandler = partial(emergencies.on_board_events, settings)
     runtime.consume(
         topics=[ALERTS, RESPONSES],
         handlers={event.event_type: handler for event in BOARD_EVENTS},
         transactional=True,
         # the board's effects are all in PostgreSQL (rows, outbox, NOTIFY on commit), so
-        # one emergency's answers of a poll apply in one transaction
+        # one emergency's answers of a poll apply in one transaction, planned as one step
         batch_transactions=True,
+        group_handlers={event.event_type: group_handler for event in BOARD_EVENTS},
     )
     feed = BoardFeed(settings.database_url, board_store.channel(settings))
     loops: list[BoardFeed | TimerScheduler | SummaryPublisher | WebhookDeliverer] = [

@@ -716,3 +716,113 @@ def facts_from_json(value: dict[str, Any]) -> RowFacts:
         not_needed_at=_dt(value.get("not_needed_at")),
         updated_at=_dt(value.get("updated_at")),
     )
+
+
+# -- one emergency's batch of events as one planning step ---------------------------------
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """What one event of a batch did, as the one-by-one path would have seen it: the
+    rows it announces (its member's, and every row whose status it changed, in the state
+    just after it) and the quota before and after it (None: the emergency is unknown)."""
+
+    event_id: str
+    announced: tuple[BoardRow, ...]
+    quota: QuotaChange | None
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    steps: tuple[BatchStep, ...]
+    #: the rows to write, in their final state: every row some step announced
+    written: dict[UUID, tuple[BoardRow, RowFacts]]
+    #: the earliest overdue time each released member reached in the batch
+    overdue_due: dict[UUID, datetime]
+    #: some step took a place from an acceptor: the standby rows may move up, so a plan
+    #: made without them is not exact (the caller loads them and plans again)
+    place_freed: bool
+
+
+def _holds_or_seeks_place(facts: RowFacts | None) -> bool:
+    return facts is not None and base_status(facts) in FILLED
+
+
+def plan_batch(
+    facts: dict[UUID, RowFacts],
+    stored: dict[UUID, str],
+    events: list[BoardEvent],
+    members_needed: int | None,
+    overdue_after: timedelta,
+) -> BatchPlan:
+    """Fold `events` (one emergency's, in order) into `facts` one at a time, and say
+    what applying them one by one would have written, announced and changed in the
+    quota, so the caller can do it all in a few statements.
+
+    `facts` holds the rows that can change together (as `board_store.load_facts` gives
+    them) and `stored` their statuses as stored. The quota is re-ranked only after an
+    event that touched a row holding or seeking a place: any other event changes its
+    own row's status alone."""
+    board = dict(facts)
+    current = statuses(board, members_needed)
+    #: what the table holds before each step (the one-by-one path compares with it)
+    shown = dict(stored)
+    filled_now = filled(current)
+    steps: list[BatchStep] = []
+    written: set[UUID] = set()
+    overdue_due: dict[UUID, datetime] = {}
+    place_freed = False
+    for index, event in enumerate(events):
+        member = event.member_id
+        previous = board.get(member)
+        after_facts = apply(previous, event)
+        board[member] = after_facts
+        filled_before = filled_now
+        call_up: tuple[UUID, ...] = ()
+        if index == 0 or _holds_or_seeks_place(previous) or _holds_or_seeks_place(after_facts):
+            after = statuses(board, members_needed)
+            moved = {m for m, s in after.items() if shown.get(m) != s}
+            # as `quota_change` reads them: the ranking before and after this event
+            call_up = tuple(
+                sorted(
+                    (
+                        m
+                        for m, s in after.items()
+                        if s == "accepted" and current.get(m) == "standby"
+                    ),
+                    key=str,
+                )
+            )
+            place_freed = place_freed or any(
+                s not in FILLED and current.get(m) == "accepted" for m, s in after.items()
+            )
+            current = after
+            filled_now = filled(current)
+        else:
+            # neither before nor after in a place: the ranking of the others stands
+            current[member] = base_status(after_facts)
+            moved = {member} if shown.get(member) != current[member] else set()
+        announced = [member, *sorted(moved - {member}, key=str)]
+        for m in announced:
+            shown[m] = current[m]
+        written.update(announced)
+        steps.append(
+            BatchStep(
+                event.event_id,
+                tuple(to_row(board[m], current[m]) for m in announced),
+                None
+                if members_needed is None
+                else QuotaChange(
+                    filled_before >= members_needed, filled_now >= members_needed, call_up
+                ),
+            )
+        )
+        due_at = overdue_due_at(after_facts, overdue_after)
+        if due_at is not None:
+            overdue_due[member] = min(due_at, overdue_due.get(member, due_at))
+    return BatchPlan(
+        tuple(steps),
+        {m: (to_row(board[m], current[m]), board[m]) for m in sorted(written, key=str)},
+        overdue_due,
+        place_freed,
+    )

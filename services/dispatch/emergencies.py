@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -552,6 +553,45 @@ async def on_board_event(settings: Settings, delivery: Delivery) -> None:
         await apply_board_events(
             delivery.db, settings, event.emergency_id, [event], causation=event.event_id
         )
+
+
+async def on_board_events(settings: Settings, deliveries: Sequence[Delivery]) -> None:
+    """Consumer group handler: one emergency's records of a poll (their key), in order,
+    in one transaction, applied as one planning step per emergency."""
+    by_emergency: dict[uuid.UUID, list[board.BoardEvent]] = {}
+    for delivery in deliveries:
+        event = board.from_event(delivery.data, delivery.envelope.id)
+        if event is not None:
+            by_emergency.setdefault(event.emergency_id, []).append(event)
+    # one key is one emergency; should a group ever hold several, their locks are taken
+    # in one global order, so two such transactions cannot deadlock
+    for emergency_id in sorted(by_emergency, key=lock_key):
+        await apply_board_batch(
+            deliveries[0].db, settings, emergency_id, by_emergency[emergency_id]
+        )
+
+
+async def apply_board_batch(
+    session: AsyncSession,
+    settings: Settings,
+    emergency_id: uuid.UUID,
+    events: list[board.BoardEvent],
+) -> None:
+    """`apply_board_events` for each event in turn, in the statements of one: the rows
+    are planned and written together, then each event's quota change is acted on in
+    order (with its own event as the cause), as one by one."""
+    emergency = await lock_and_get(session, emergency_id)
+    steps = await board_store.apply_batch(session, settings, emergency, emergency_id, events)
+    for step in steps:
+        if emergency is None or step.quota is None:
+            continue
+        change = step.quota
+        if emergency.status == "active" and (
+            change.staffed_after != emergency.staffed or change.call_up
+        ):
+            await _staffing(session, settings, emergency, change, step.event_id)
+            # staffed and the armed escalation step changed: the next step reads them
+            emergency = await get(session, emergency_id)
 
 
 async def apply_board_events(

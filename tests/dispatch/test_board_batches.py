@@ -1,34 +1,42 @@
-"""One emergency's batch of alert and response events applied in one transaction leaves
-the same board as the same events applied one by one, under duplication and reordering,
-against real PostgreSQL schemas migrated by dispatch; a poison record in a batch is
-still dead-lettered alone.
+"""One emergency's batch of alert and response events applied in one transaction, as one
+planning step (`on_board_events`), leaves the same board as the same events applied one
+by one, under duplication and reordering, against real PostgreSQL schemas migrated by
+dispatch; with the same side effects as one by one in the same order (the
+`emergency.updated` events and audit entries of staffed and call-ups, the overdue
+timers, the rows announced to live consoles); a poison record in a batch is still
+dead-lettered alone.
 
 The records go through `EventConsumer.handle_records`, the very entry point the Kafka
 subscriber calls with each poll (Kafka itself is exercised by the flow tests)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.dispatch import board_store
 from services.dispatch import emergencies as dispatch_emergencies
 from services.dispatch.app import BOARD_EVENTS
+from services.dispatch.live import asyncpg_dsn
 from services.dispatch.models import emergencies
 from services.dispatch.settings import Settings
 from shared.consumer import EventConsumer
 from shared.db import make_engine, make_sessionmaker
-from shared.events.alerts import AlertSent
-from shared.events.envelope import Envelope, encode
+from shared.events.alerts import AlertSent, AlertStoodDown
+from shared.events.envelope import Envelope, decode, encode
 from shared.events.topics import ALERTS, RESPONSES
 from shared.kafka import new_producer
 from tests.dispatch.conftest import Script
@@ -72,33 +80,63 @@ class Board:
     settings: Settings
 
 
-@pytest.fixture
-async def boards(
-    service_env: dict[str, str], admin_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[tuple[Board, Board]]:
-    """Two dispatch schemas: one applied one by one, one in batches."""
+async def make_boards(
+    count: int, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> list[Board]:
+    """Dispatch schemas side by side (the first is the test's own)."""
     made: list[Board] = []
-    for schema in (service_env["MUSTER_DB_SCHEMA"], f"t_{uuid.uuid4().hex[:12]}"):
+    for index in range(count):
+        schema = service_env["MUSTER_DB_SCHEMA"] if index == 0 else f"t_{uuid.uuid4().hex[:12]}"
         run_migrations("dispatch", {**service_env, "MUSTER_DB_SCHEMA": schema})
         monkeypatch.setenv("MUSTER_DB_SCHEMA", schema)
         monkeypatch.setenv("MUSTER_TOPIC_PREFIX", service_env["MUSTER_TOPIC_PREFIX"])
         engine = make_engine(service_env["DATABASE_URL"], schema, pool_size=2)
         made.append(Board(schema, engine, make_sessionmaker(engine), Settings()))
-    yield made[0], made[1]
+    return made
+
+
+async def drop_boards(made: list[Board], admin_engine: AsyncEngine) -> None:
     for item in made:
         await item.engine.dispose()
     async with admin_engine.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{made[1].schema}" CASCADE'))
+        for item in made[1:]:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{item.schema}" CASCADE'))
+
+
+@pytest.fixture
+async def boards(
+    service_env: dict[str, str], admin_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Board, Board, Board]]:
+    """Three dispatch schemas: events applied one by one in their order, one by one in
+    another order, and in batches in that other order."""
+    made = await make_boards(3, service_env, monkeypatch)
+    yield made[0], made[1], made[2]
+    await drop_boards(made, admin_engine)
+
+
+class Announced:
+    """The row payloads a schema's board channel carried (what live consoles get)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.payloads.append(json.loads(payload))
 
 
 def consumer(board: Board, *, batch: bool, producer: Any = None, **options: Any) -> EventConsumer:
     handler = partial(dispatch_emergencies.on_board_event, board.settings)
+    group_handler = partial(dispatch_emergencies.on_board_events, board.settings)
     return EventConsumer(
         name="dispatch-board-test",
         handlers={event.event_type: handler for event in BOARD_EVENTS},
         producer=producer,
         sessionmaker=board.sessions,
         batch_transactions=batch,
+        # as services.dispatch.app wires the board consumer
+        group_handlers={event.event_type: group_handler for event in BOARD_EVENTS}
+        if batch
+        else None,
         **options,
     )
 
@@ -134,9 +172,69 @@ async def board_of(board: Board, emergency_id: uuid.UUID) -> dict[str, Any]:
     return {"staffed": staffed, "rows": {row.member_id: row._asdict() for row in rows}}
 
 
+async def side_effects_of(board: Board, emergency_id: uuid.UUID) -> dict[str, Any]:
+    """What applying the events did besides the rows, in order, minus wall-clock times:
+    the `emergency.updated` events (staffed, call-ups, with their causing event), the
+    audit entries, the overdue timers."""
+    async with board.sessions() as session:
+        outbox = (
+            await session.execute(text("SELECT key, value, headers FROM outbox ORDER BY id"))
+        ).all()
+        audit = (
+            await session.execute(
+                text("SELECT action, diff FROM audit_log WHERE emergency_id = :id ORDER BY id"),
+                {"id": emergency_id},
+            )
+        ).all()
+        timers = (
+            await session.execute(
+                text(
+                    "SELECT member_id, kind, due_at, status FROM safety_timers "
+                    "WHERE emergency_id = :id ORDER BY member_id, kind"
+                ),
+                {"id": emergency_id},
+            )
+        ).all()
+    updates = []
+    for key, value, headers in outbox:
+        envelope = decode(value, [(k, v.encode("latin-1")) for k, v in headers], key)
+        data = dict(envelope.data)
+        if data.get("emergency_id") != str(emergency_id):
+            continue
+        # the wall clock, and the reply code `declare` drew for each schema
+        data.pop("updated_at", None)
+        data.pop("reply_code", None)
+        updates.append((envelope.type, data, envelope.causationid))
+    return {
+        "outbox": updates,
+        "audit": [(action, diff) for action, diff in audit],
+        "timers": [tuple(timer) for timer in timers],
+    }
+
+
+async def announced_until(
+    announced: Announced, reference: Announced, emergency_id: uuid.UUID
+) -> tuple[set[str], set[str]]:
+    """The distinct row payloads each side announced for the emergency, once they agree
+    (notifications arrive after their commits) or after a few seconds."""
+
+    def distinct(of: Announced) -> set[str]:
+        return {
+            json.dumps(p["row"], sort_keys=True)
+            for p in of.payloads
+            if p["emergency_id"] == str(emergency_id) and "row" in p
+        }
+
+    for _ in range(100):
+        if distinct(announced) == distinct(reference):
+            break
+        await asyncio.sleep(0.05)
+    return distinct(announced), distinct(reference)
+
+
 step = st.tuples(
-    st.sampled_from(["sent", "delivered", "failed", "stood_down", "accepted", "declined",
-                     "arrived", "en_route", "on_scene", "released", "home_safe",
+    st.sampled_from(["sent", "delivered", "failed", "stood_down", "closed", "accepted",
+                     "declined", "arrived", "en_route", "on_scene", "released", "home_safe",
                      "call_placed", "call_ended", "roll_call_confirmed"]),
     st.sampled_from(range(len(MEMBERS))),
     st.integers(0, 600),
@@ -163,6 +261,17 @@ def script_envelopes(
             out.append(script.answer(member, kind, at, eta if kind == "accepted" else None))
         elif kind == "sent":
             out.append(script.sent(member, at, distance_m=at * 10))
+        elif kind == "closed":
+            # the final stand-down: it takes an acceptor's place away
+            out.append(
+                script.envelope(
+                    AlertStoodDown(
+                        emergency_id=emergency_id, member_id=member,
+                        alert_id=script._alert(member), reason="closed",
+                        stood_down_at=script.t0 + timedelta(seconds=at),
+                    )
+                )
+            )  # fmt: skip
         else:
             out.append(getattr(script, kind)(member, at))
     return out
@@ -179,41 +288,112 @@ def script_envelopes(
     data=st.data(),
 )
 async def test_a_batch_in_one_transaction_leaves_the_board_one_by_one_leaves(
-    boards: tuple[Board, Board],
+    boards: tuple[Board, Board, Board],
     topics: Any,
     steps: list[tuple[str, int, int, int | None]],
     needed: int,
     data: st.DataObject,
 ) -> None:
-    one_by_one, batched = boards
+    in_order, one_by_one, batched = boards
     emergency_id = uuid.uuid4()
-    await declare(one_by_one, emergency_id, needed)
-    await declare(batched, emergency_id, needed)
+    for board in boards:
+        await declare(board, emergency_id, needed)
     envelopes = script_envelopes(emergency_id, steps)
 
-    reference = consumer(one_by_one, batch=False)
+    reference = consumer(in_order, batch=False)
     for record in records(envelopes, topics.prefix, 0):
         await reference.handle_records([record])
 
     # the same events, some twice, in any order, cut into polls of any size
     duplicates = data.draw(st.lists(st.sampled_from(envelopes), max_size=10))
     shuffled = data.draw(st.permutations(envelopes + duplicates))
-    polled = records(shuffled, topics.prefix, 0)
-    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(polled) - 1)), max_size=4)))
-    batches = [polled[a:b] for a, b in zip([0, *cuts], [*cuts, len(polled)], strict=True)]
-    batching = consumer(batched, batch=True)
-    outcomes = []
-    for poll in batches:
-        outcomes += await batching.handle_records(poll)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(shuffled) - 1)), max_size=4)))
+    outcomes = await apply_both_ways(one_by_one, batched, topics, emergency_id, shuffled, cuts)
 
     assert outcomes.count("applied") == len({e.id for e in envelopes})
+    assert await board_of(batched, emergency_id) == await board_of(in_order, emergency_id)
+
+
+async def apply_both_ways(
+    one_by_one: Board,
+    batched: Board,
+    topics: Any,
+    emergency_id: uuid.UUID,
+    envelopes: Sequence[Envelope],
+    cuts: list[int],
+) -> list[str]:
+    """Apply `envelopes` one by one to one board and, cut into polls at `cuts`, in batches
+    to the other; check that both boards and their side effects are the same (the
+    staffed and call-up events, audit entries, overdue timers, and every row state a live
+    console was sent); return the batches' outcomes."""
+    polled = records(envelopes, topics.prefix, 0)
+    batches = [polled[a:b] for a, b in zip([0, *cuts], [*cuts, len(polled)], strict=True)]
+    listeners = []
+    heard = {one_by_one.schema: Announced(), batched.schema: Announced()}
+    for board in (one_by_one, batched):
+        listener = await asyncpg.connect(asyncpg_dsn(board.settings.database_url))
+        await listener.add_listener(
+            board_store.channel(board.settings), heard[board.schema].on_notify
+        )
+        listeners.append(listener)
+    try:
+        alone = consumer(one_by_one, batch=False)
+        for record in polled:
+            await alone.handle_records([record])
+        batching = consumer(batched, batch=True)
+        outcomes = []
+        for poll in batches:
+            outcomes += await batching.handle_records(poll)
+        got, wanted = await announced_until(
+            heard[batched.schema], heard[one_by_one.schema], emergency_id
+        )
+    finally:
+        for listener in listeners:
+            await listener.close()
     assert await board_of(batched, emergency_id) == await board_of(one_by_one, emergency_id)
+    assert await side_effects_of(batched, emergency_id) == await side_effects_of(
+        one_by_one, emergency_id
+    )
+    assert got == wanted
+    return outcomes
+
+
+async def test_a_batch_acts_on_each_events_quota_change_in_order(
+    boards: tuple[Board, Board, Board], topics: Any
+) -> None:
+    """Within one poll: staffed reached, lost by a drop-out a standby fills (a call-up),
+    lost again with nobody left, reached again; a release arms the overdue timer, and a
+    home-safe later in the same poll leaves it armed, as one by one."""
+    _, one_by_one, batched = boards
+    emergency_id = uuid.uuid4()
+    for board in (one_by_one, batched):
+        await declare(board, emergency_id, 1)
+    a, b, c = MEMBERS[:3]
+    script = Script(emergency_id, datetime(2026, 11, 30, 10, 0, tzinfo=UTC))
+    envelopes = [
+        script.sent(a, 0), script.sent(b, 0), script.sent(c, 0),
+        script.answer(a, "accepted", 10, 5),  # staffed
+        script.answer(b, "accepted", 20, 5),  # standby
+        script.answer(a, "declined", 30),  # b called up
+        script.answer(b, "declined", 40),  # no longer staffed
+        script.answer(c, "accepted", 50, 5),  # staffed again
+        script.answer(c, "en_route", 60), script.answer(c, "released", 70),
+        script.answer(c, "home_safe", 80),
+    ]  # fmt: skip
+    outcomes = await apply_both_ways(one_by_one, batched, topics, emergency_id, envelopes, [])
+    assert outcomes == ["applied"] * len(envelopes)
+    effects = await side_effects_of(batched, emergency_id)
+    # not vacuous: the batch did what one by one does
+    assert [data["call_up"] for _, data, _ in effects["outbox"]] == [[], [str(b)], [], []]
+    assert [data["staffed"] for _, data, _ in effects["outbox"]] == [True, True, False, True]
+    assert [member for member, *_ in effects["timers"]] == [c]
+    assert (await board_of(batched, emergency_id))["rows"][c]["status"] == "home_safe"
 
 
 async def test_a_poison_record_in_a_batch_is_dead_lettered_alone(
-    boards: tuple[Board, Board], topics: Any, infra: Any
+    boards: tuple[Board, Board, Board], topics: Any, infra: Any
 ) -> None:
-    _, batched = boards
+    _, _, batched = boards
     emergency_id = uuid.uuid4()
     await declare(batched, emergency_id, 2)
     script = Script(emergency_id)
