@@ -3,7 +3,9 @@
 Coordinators (and admins):
 - `GET /drills`: the drills of their sections (each occurrence with how many were asked
   and answered), and the form to schedule one: sections, now or a date and time in the
-  section's zone, an optional recurrence (monthly, quarterly, or an RRULE typed in);
+  section's zone, an optional recurrence (monthly, quarterly, or an RRULE typed in), and
+  optionally the minutes after which members who have not answered are phoned (alerts
+  refuses it, on the form, where it has no voice provider);
 - `POST /drills`: schedules it (alerts' 422 comes back on the form, naming the field);
 - `GET /drills/{id}`: each occurrence's 5/15/60-minute results, by section and by
   qualification, and the members to look at (SMS failed, or no answer in the last
@@ -98,11 +100,29 @@ async def schedule(
     at: Annotated[str, Form(max_length=5)] = "",
     recurrence: Annotated[str, Form(max_length=10)] = "none",
     rule: Annotated[str, Form(max_length=300)] = "",
+    call_after: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     api = Api(request, user)
     known = {s["code"]: s for s in await _sections(api)}
     zone = known.get(sections[0], {}).get("timezone", "UTC") if sections else "UTC"
-    values = {"sections": sections, "day": day, "at": at, "recurrence": recurrence, "rule": rule}
+    values = {
+        "sections": sections,
+        "day": day,
+        "at": at,
+        "recurrence": recurrence,
+        "rule": rule,
+        "call_after": call_after,
+    }
+    minutes = call_after.strip()
+    if minutes and not minutes.isdigit():
+        # alerts checks the range; a word never reaches it
+        errors = {
+            "call_unanswered_after_min": pages.gettext(
+                "Enter whole minutes from 1 to 120, or leave it empty.",
+                pages.language_of(request),
+            )
+        }
+        return await _form_page(request, api, user, values=values, errors=errors, status_code=422)
     try:
         starts_at = start_time(day, at, zone)
     except ValueError:
@@ -118,6 +138,8 @@ async def schedule(
     chosen = rule.strip() if recurrence == "custom" else RECURRENCES.get(recurrence)
     if chosen:
         body["recurrence"] = chosen
+    if minutes:
+        body["call_unanswered_after_min"] = int(minutes)
     try:
         drill = await api.alerts.post("/drills", json=body)
     except UpstreamError as exc:

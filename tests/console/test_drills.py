@@ -71,9 +71,16 @@ def test_a_drill_from_the_console_and_the_readiness_an_authority_sees(
     expect(page.locator(".form-errors")).to_contain_text("recurrence")
     expect(page.locator(".form-errors")).to_contain_text("DAILY, WEEKLY, MONTHLY or YEARLY")
 
-    # now, once
+    # calls to members who have not answered: alerts checks the range, the form names it
     page.select_option("#recurrence", "none")
     page.fill("#rule", "")
+    page.fill("#call_after", "500")
+    with page.expect_navigation():
+        page.click("#schedule")
+    expect(page.locator(".form-errors")).to_contain_text("call_unanswered_after_min")
+
+    # now, once, calling who has not answered after 10 minutes
+    page.fill("#call_after", "10")
     with page.expect_navigation():
         page.click("#schedule")
     expect(page.locator(".flash-success")).to_contain_text("Drill scheduled.")
@@ -99,6 +106,8 @@ def test_a_drill_from_the_console_and_the_readiness_an_authority_sees(
     overall = page.locator("tbody tr").filter(has=page.locator("th", has_text="All")).first
     expect(overall).to_contain_text("8")  # asked
     expect(overall).to_contain_text("5 (62 %)")  # within 5 minutes: 5 of 8
+    expect(page.locator("main")).to_contain_text("after 10 minutes")
+    expect(page.locator("main")).to_contain_text("Answers by channel: SMS 4, link 1, phone 0.")
     attention = page.locator("section[aria-labelledby='attention-heading']")
     expect(attention).to_contain_text(unreachable.body["full_name"])
     expect(attention).to_contain_text("SMS failed")
@@ -109,6 +118,9 @@ def test_a_drill_from_the_console_and_the_readiness_an_authority_sees(
     sign_in(french, platform, coordinator, STAFF_PASSWORD)
     french.goto(f"{platform.console_url}/drills")
     expect(french.locator("h1")).to_have_text("Exercices de joignabilité")
+    expect(french.locator("label[for='call_after']")).to_contain_text(
+        "Appeler les membres qui n'ont pas répondu"
+    )
 
     # the authority: counts only
     watcher = new_page()
