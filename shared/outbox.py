@@ -248,15 +248,18 @@ async def copy_events(
     transaction."""
     envelopes: list[Envelope] = []
     records: list[tuple[Any, ...]] = []
+    # every structured record has the same headers: their JSON text once, not once a row
+    headers_json: dict[tuple[tuple[str, bytes], ...], str] = {}
     for data in events:
         envelope = make_envelope(data, source=source)
         record = encode(envelope)
         envelopes.append(envelope)
-        headers = [[k, v.decode("latin-1")] for k, v in record.headers]
-        # jsonb goes over COPY as its JSON text (SQLAlchemy's codec on the connection)
-        records.append(
-            (envelope.id, data.topic, record.key, record.value, json.dumps(headers), envelope.type)
-        )
+        headers = headers_json.get(record.headers)
+        if headers is None:
+            # jsonb goes over COPY as its JSON text (SQLAlchemy's codec on the connection)
+            headers = json.dumps([[k, v.decode("latin-1")] for k, v in record.headers])
+            headers_json[record.headers] = headers
+        records.append((envelope.id, data.topic, record.key, record.value, headers, envelope.type))
     if records:
         driver = await driver_connection(session)
         await driver.copy_records_to_table(
