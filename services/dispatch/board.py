@@ -744,10 +744,6 @@ class BatchPlan:
     place_freed: bool
 
 
-def _holds_or_seeks_place(facts: RowFacts | None) -> bool:
-    return facts is not None and base_status(facts) in FILLED
-
-
 def plan_batch(
     facts: dict[UUID, RowFacts],
     stored: dict[UUID, str],
@@ -760,56 +756,71 @@ def plan_batch(
     quota, so the caller can do it all in a few statements.
 
     `facts` holds the rows that can change together (as `board_store.load_facts` gives
-    them) and `stored` their statuses as stored. The quota is re-ranked only after an
-    event that touched a row holding or seeking a place: any other event changes its
-    own row's status alone."""
+    them) and `stored` their statuses as stored. `statuses` is worked out in full once;
+    then each event updates its own row, and the acceptors are ranked again only after
+    an event that touched a row holding or seeking a place (what `statuses` would give,
+    without reading every row for every event)."""
     board = dict(facts)
     current = statuses(board, members_needed)
+    base = {member: base_status(row) for member, row in board.items()}
+    #: the acceptors (accepted or standby) and their place in the ranking
+    acceptors = {m: _acceptance_order(board[m]) for m, s in base.items() if s == "accepted"}
+    in_loop = sum(1 for s in base.values() if s in SAFETY_STATES)
+
+    def filled_places() -> int:
+        if members_needed is None:
+            return in_loop + len(acceptors)
+        return in_loop + min(max(0, members_needed - in_loop), len(acceptors))
+
     #: what the table holds before each step (the one-by-one path compares with it)
     shown = dict(stored)
-    filled_now = filled(current)
+    filled_now = filled_places()
     steps: list[BatchStep] = []
-    written: set[UUID] = set()
+    written: dict[UUID, tuple[BoardRow, RowFacts]] = {}
     overdue_due: dict[UUID, datetime] = {}
     place_freed = False
     for index, event in enumerate(events):
         member = event.member_id
-        previous = board.get(member)
-        after_facts = apply(previous, event)
+        after_facts = apply(board.get(member), event)
         board[member] = after_facts
-        filled_before = filled_now
-        call_up: tuple[UUID, ...] = ()
-        if index == 0 or _holds_or_seeks_place(previous) or _holds_or_seeks_place(after_facts):
+        old_base, new_base = base.get(member), base_status(after_facts)
+        base[member] = new_base
+        in_loop += (new_base in SAFETY_STATES) - (old_base in SAFETY_STATES)
+        acceptors.pop(member, None)
+        if new_base == "accepted":
+            acceptors[member] = _acceptance_order(after_facts)
+        filled_before, filled_now = filled_now, filled_places()
+        if index == 0:
+            # the stored statuses may be behind the facts: compare every row once
             after = statuses(board, members_needed)
-            moved = {m for m, s in after.items() if shown.get(m) != s}
-            # as `quota_change` reads them: the ranking before and after this event
-            call_up = tuple(
-                sorted(
-                    (
-                        m
-                        for m, s in after.items()
-                        if s == "accepted" and current.get(m) == "standby"
-                    ),
-                    key=str,
-                )
-            )
-            place_freed = place_freed or any(
-                s not in FILLED and current.get(m) == "accepted" for m, s in after.items()
-            )
-            current = after
-            filled_now = filled(current)
+        elif members_needed is not None and (old_base in FILLED or new_base in FILLED):
+            places = max(0, members_needed - in_loop)
+            ranked = sorted(acceptors, key=acceptors.__getitem__)
+            after = {m: "accepted" if i < places else "standby" for i, m in enumerate(ranked)}
+            after.setdefault(member, new_base)
         else:
             # neither before nor after in a place: the ranking of the others stands
-            current[member] = base_status(after_facts)
-            moved = {member} if shown.get(member) != current[member] else set()
+            after = {member: new_base}
+        # as `quota_change` reads them: the ranking before and after this event
+        promoted = (m for m, s in after.items() if s == "accepted" and current.get(m) == "standby")
+        call_up = tuple(sorted(promoted, key=str))
+        place_freed = place_freed or any(
+            s not in FILLED and current.get(m) == "accepted" for m, s in after.items()
+        )
+        current.update(after)
+        moved = {m for m, s in after.items() if shown.get(m) != s}
         announced = [member, *sorted(moved - {member}, key=str)]
+        rows_now = []
         for m in announced:
             shown[m] = current[m]
-        written.update(announced)
+            row = to_row(board[m], current[m])
+            rows_now.append(row)
+            # a row changes only when announced: its last announcement is its final state
+            written[m] = (row, board[m])
         steps.append(
             BatchStep(
                 event.event_id,
-                tuple(to_row(board[m], current[m]) for m in announced),
+                tuple(rows_now),
                 None
                 if members_needed is None
                 else QuotaChange(
@@ -821,8 +832,6 @@ def plan_batch(
         if due_at is not None:
             overdue_due[member] = min(due_at, overdue_due.get(member, due_at))
     return BatchPlan(
-        tuple(steps),
-        {m: (to_row(board[m], current[m]), board[m]) for m in sorted(written, key=str)},
-        overdue_due,
+        tuple(steps), dict(sorted(written.items(), key=lambda i: str(i[0]))), overdue_due,
         place_freed,
-    )
+    )  # fmt: skip

@@ -455,3 +455,82 @@ def test_summary_counts_each_state_and_keeps_the_old_name() -> None:
     )  # fmt: skip
     assert counts["arrived"] == counts["on_scene"]
     assert summary.by_qualification["FIRST_AID"]["on_scene"] == 1
+
+
+def one_by_one(
+    facts: dict[uuid.UUID, board.RowFacts],
+    stored: dict[uuid.UUID, str],
+    events: list[BoardEvent],
+    needed: int | None,
+    overdue_after: timedelta,
+) -> tuple[list[tuple[list[board.BoardRow], board.QuotaChange | None]], dict[uuid.UUID, str]]:
+    """What board_store.apply_events does for each event in turn, on the whole board:
+    the rows it writes and announces (the event's own, and each row whose stored status
+    differs from the new one) and the quota before and after; and the overdue times."""
+    current = dict(facts)
+    table = dict(stored)
+    steps: list[tuple[list[board.BoardRow], board.QuotaChange | None]] = []
+    due: dict[uuid.UUID, str] = {}
+    for e in events:
+        before = board.statuses(current, needed)
+        current[e.member_id] = board.apply(current.get(e.member_id), e)
+        after = board.statuses(current, needed)
+        changed = [
+            board.to_row(current[m], after[m])
+            for m in current
+            if m == e.member_id or table.get(m) != after[m]
+        ]
+        for row in changed:
+            table[row.member_id] = row.status
+        quota = None if needed is None else board.quota_change(before, after, needed)
+        steps.append((changed, quota))
+        at = board.overdue_due_at(current[e.member_id], overdue_after)
+        if at is not None:
+            due[e.member_id] = min(due.get(e.member_id, at.isoformat()), at.isoformat())
+    return steps, due
+
+
+@settings(max_examples=150)
+@given(
+    earlier=events_strategy,
+    events=events_strategy,
+    needed=st.one_of(st.none(), st.integers(1, 4)),
+    stale=st.booleans(),
+)
+def test_a_batch_planned_as_one_step_does_what_one_by_one_does(
+    earlier: list[BoardEvent],
+    events: list[BoardEvent],
+    needed: int | None,
+    stale: bool,
+) -> None:
+    """Whatever the board before (stored statuses possibly stale: the first step writes
+    what one by one writes), each step announces the same rows and the same quota change
+    as one event applied alone, the rows written are the final state of every row
+    announced, and the overdue timers are armed at the earliest release."""
+    facts: dict[uuid.UUID, board.RowFacts] = {}
+    for e in earlier:
+        facts[e.member_id] = board.apply(facts.get(e.member_id), e)
+    stored = board.statuses(facts, needed)
+    if stale and stored:
+        first = sorted(stored, key=str)[0]
+        stored[first] = "notified" if stored[first] != "notified" else "accepted"
+    overdue_after = timedelta(minutes=30)
+    plan = board.plan_batch(facts, stored, events, needed, overdue_after)
+    steps, due = one_by_one(facts, stored, events, needed, overdue_after)
+
+    assert len(plan.steps) == len(steps)
+    for step, (changed, quota) in zip(plan.steps, steps, strict=True):
+        assert sorted(step.announced, key=lambda r: str(r.member_id)) == sorted(
+            changed, key=lambda r: str(r.member_id)
+        )
+        assert step.quota == quota
+    final = dict(facts)
+    for e in events:
+        final[e.member_id] = board.apply(final.get(e.member_id), e)
+    final_rows = board.rows(final, needed)
+    announced = {row.member_id for step in plan.steps for row in step.announced}
+    assert set(plan.written) == announced
+    for member, (row, row_facts) in plan.written.items():
+        assert row == final_rows[member]
+        assert row_facts == final[member]
+    assert {m: at.isoformat() for m, at in plan.overdue_due.items()} == due
