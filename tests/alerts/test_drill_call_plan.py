@@ -46,18 +46,18 @@ def test_an_unanswered_member_is_called_after_the_delay_and_not_before() -> None
 
 def test_what_stops_or_holds_a_drill_call() -> None:
     now = SENT + timedelta(minutes=11)
-    never = {
-        "call_after": None,
-        "answered": True,
-        "already_called": True,
-        "has_phone": False,
-        "sms_sent_at": None,
-    }
-    for field, value in never.items():
-        assert plan_drill_call(replace(DUE, **{field: value}), now).decision == "never", field
+    never = [
+        replace(DUE, call_after=None),
+        replace(DUE, answered=True),
+        replace(DUE, already_called=True),
+        replace(DUE, has_phone=False),
+        replace(DUE, sms_sent_at=None),
+    ]
+    for facts in never:
+        assert plan_drill_call(facts, now).decision == "never", facts
     # a drill is never urgent: quiet hours and an emergency hold the call
-    for field in ("on_emergency", "quiet_hours_now"):
-        assert plan_drill_call(replace(DUE, **{field: True}), now).decision == "held", field
+    for facts in (replace(DUE, on_emergency=True), replace(DUE, quiet_hours_now=True)):
+        assert plan_drill_call(facts, now).decision == "held", facts
 
 
 @settings(max_examples=300, deadline=None)

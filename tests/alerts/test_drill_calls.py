@@ -10,7 +10,10 @@ the drills' clock is moved by the test (ALERTS_DRILL_CLOCK_OFFSET_FILE).
   minutes' bucket here); another key records nothing; a forged or unsigned webhook is
   refused and records nothing. The results count the answers by channel; the CSV has
   each call's outcome.
-- With two alerts processes each unanswered member gets exactly one call.
+- With two alerts processes each unanswered member gets exactly one call; a process
+  killed (SIGKILL) after the provider placed a call and before recording it leaves the
+  claim, and the process after it never calls that member again.
+- Without a voice provider the option is refused, naming the field.
 """
 
 from __future__ import annotations
@@ -63,9 +66,11 @@ def gather_action(twiml: str) -> str:
     return next(g.get("action") or "" for g in ET.fromstring(twiml).iter("Gather"))
 
 
-async def answered_at(engine: AsyncEngine, schema: str, member_id: object) -> object:
+async def answered_at(
+    engine: AsyncEngine, schema: str, member_id: object
+) -> tuple[datetime | None, str | None]:
     async with engine.connect() as conn:
-        return (
+        row = (
             await conn.execute(
                 text(
                     f'SELECT answered_at, answer_channel FROM "{schema}".drill_messages '
@@ -74,6 +79,7 @@ async def answered_at(engine: AsyncEngine, schema: str, member_id: object) -> ob
                 {"m": member_id},
             )
         ).one()
+    return row.answered_at, row.answer_channel
 
 
 async def test_a_drill_calls_its_unanswered_members_and_pressing_1_answers_by_voice(
@@ -185,8 +191,8 @@ async def test_a_drill_calls_its_unanswered_members_and_pressing_1_answers_by_vo
             pressed = await twilio.press(call, action, "1")
             assert pressed.status_code == 200, pressed.text
             assert "your answer is recorded" in spoken(pressed.text)
-            at, channel = await answered_at(admin_engine, schema, silent.member_id)  # type: ignore[misc]
-            assert channel == "voice"
+            at, channel = await answered_at(admin_engine, schema, silent.member_id)
+            assert channel == "voice" and at is not None
             assert abs(at - (start + timedelta(minutes=12))) < timedelta(seconds=30)
             assert (await twilio.end(call, "completed")).status_code == 204
 
@@ -211,6 +217,13 @@ async def test_a_drill_calls_its_unanswered_members_and_pressing_1_answers_by_vo
             assert overall["asked"] == 5 and overall["answered"] == 2
             assert overall["within"] == {"5": 1, "15": 2, "60": 2}
             assert overall["by_channel"] == {"sms": 1, "web": 0, "voice": 1}
+
+            # the one whose call rang out unanswered is on the list to check
+            got = await client.get("/drills/attention?section=AL&last=3", headers=coordinator)
+            assert got.status_code == 200, got.text
+            assert {r["member_id"]: r["reason"] for r in got.json()} == {
+                str(albanian.member_id): "call_unanswered"
+            }
 
             exported = await client.get(f"/drills/{drill_id}/results.csv", headers=coordinator)
             assert exported.status_code == 200, exported.text
@@ -311,3 +324,75 @@ async def test_calls_are_refused_naming_the_field_where_alerts_has_no_voice_prov
             assert got.json()["call_unanswered_after_min"] is None
     finally:
         service.stop()
+
+
+async def test_a_process_killed_after_placing_a_drill_call_never_calls_again(
+    alerts_env: dict[str, str],
+    twilio: FakeTwilio,
+    topics: Topics,
+    redis_client: redis.Redis,
+    admin_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    key = TestKey()
+    env, clock = setup_env(alerts_env, tmp_path, key)
+    schema = env["MUSTER_DB_SCHEMA"]
+    people = [member(lat=FAR, language="en") for _ in range(3)]
+    start = datetime.now(UTC).replace(microsecond=0)
+    await publish_members(topics.bootstrap, topics(MEMBERS_STATE), people)
+    # the first process stops between the provider's answer and recording the call
+    first = start_service("alerts", {**env, "ALERTS_FAULT_PAUSE_AFTER_CALL_S": "60"}, tmp_path)
+    second: ServiceProcess | None = None
+    try:
+        await wait_indexed(redis_client, topics.prefix, people)
+        coordinator = bearer(key.token("coordinator", ["AL"], subject="coord-al"))
+        set_clock(clock, start)
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
+            got = await client.post(
+                "/drills",
+                json={"sections": ["AL"], "call_unanswered_after_min": 1},
+                headers=coordinator,
+            )
+            assert got.status_code == 201, got.text
+        await eventually(
+            lambda: asyncio.sleep(0, [len(drill_sms(twilio, p)) for p in people]),
+            lambda counts: counts == [1] * len(people),
+            "drill SMS sent",
+        )
+        set_clock(clock, start + timedelta(minutes=2))
+        await eventually(
+            lambda: asyncio.sleep(0, [len(drill_calls_to(twilio, p.phone)) for p in people]),
+            lambda counts: counts == [1] * len(people),
+            "drill calls placed",
+        )
+        first.kill()
+        async with admin_engine.connect() as conn:
+            statuses = (
+                (await conn.execute(text(f'SELECT status FROM "{schema}".drill_calls')))
+                .scalars()
+                .all()
+            )
+        assert statuses == ["placing"] * len(people)
+
+        second = start_service("alerts", env, tmp_path)
+        twilio.route(PUBLIC_BASE, second.url)
+        await asyncio.sleep(QUIET_PERIOD_S * 2)
+        assert [len(drill_calls_to(twilio, p.phone)) for p in people] == [1] * len(people)
+        # the call itself still works: picked up now, its TwiML marks it placed
+        call = drill_calls_to(twilio, people[0].phone)[0]
+        menu = await twilio.pick_up(call)
+        assert "Press 1 if you received this" in spoken(menu)
+        async with admin_engine.connect() as conn:
+            placed = (
+                await conn.execute(
+                    text(
+                        f'SELECT status, provider_sid FROM "{schema}".drill_calls '
+                        "WHERE provider_sid IS NOT NULL"
+                    )
+                )
+            ).all()
+        assert [tuple(p) for p in placed] == [("placed", call.sid)]
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
