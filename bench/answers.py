@@ -102,21 +102,29 @@ class Sent:
 @dataclass(frozen=True)
 class Seen:
     """A row event on the console: the member's row now says yes (accepted or standby)
-    or no (declined), answered at `answered_at` (the alerts service's clock)."""
+    or no (declined), answered at `answered_at` (as alerts recorded it), which is
+    `answered` on this machine's monotonic clock; the console received it at `at`."""
 
     member: int
     yes: bool
     answered_at: str
+    answered: float
     at: float
 
 
 def shown_by(sent: list[Sent], seen: list[Seen]) -> dict[int, Seen]:
     """Send index -> the row event that showed it on the console.
 
-    Per member, sends and events are each in order (one emergency: one partition, one
-    board transaction after another). An event saying yes shows the next pending yes of
-    that member sent before the event arrived, and every pending send before it (folded
-    into the same row change). A repeated event (same answered_at) shows nothing new."""
+    Per member, answers are recorded and applied in order (one emergency: one
+    partition, one board transaction after another), and a row event shows the last
+    answer its transaction applied: the last pending answer of that member, yes or no as
+    the row says, sent before alerts recorded it (`answered`). It and every pending answer
+    before it (folded into the same row change) are shown by that event. A repeated event
+    (same answered_at: a snapshot after a reconnect) shows nothing new.
+
+    A member's answers alternate yes / no, N / R seconds apart: the rule is exact while
+    alerts records an answer within twice that of its request (then the next answer of
+    the same kind was not yet sent); past that the service is seconds behind anyway."""
     pending: dict[int, list[Sent]] = defaultdict(list)
     for item in sorted(sent, key=lambda s: s.index):
         if item.status == 200:
@@ -128,14 +136,16 @@ def shown_by(sent: list[Sent], seen: list[Seen]) -> dict[int, Seen]:
             continue
         last[event.member] = event.answered_at
         queue = pending[event.member]
+        match = None
         for j, item in enumerate(queue):
-            if item.sent_at > event.at:
+            if item.sent_at > min(event.answered, event.at):
                 break
             if item.yes == event.yes:
-                for earlier in queue[: j + 1]:
-                    shown[earlier.index] = event
-                del queue[: j + 1]
-                break
+                match = j
+        if match is not None:
+            for earlier in queue[: match + 1]:
+                shown[earlier.index] = event
+            del queue[: match + 1]
     return shown
 
 
@@ -324,7 +334,11 @@ class Console:
         if index is None or row["status"] not in ("accepted", "standby", "declined"):
             return
         yes = row["status"] != "declined"
-        self.seen.append(Seen(index, yes, str(row["answered_at"]), at))
+        answered_at = str(row["answered_at"])
+        # alerts' wall clock onto this machine's monotonic one, the senders' clock
+        wall = datetime.fromisoformat(answered_at).timestamp()
+        answered = wall - (time.time() - time.monotonic())
+        self.seen.append(Seen(index, yes, answered_at, answered, at))
 
 
 # --- the run -------------------------------------------------------------------------------
