@@ -19,11 +19,13 @@ Reply -> SSE is from when the request was sent to when the console received the 
 event showing it. A row event showing a member's later answer also shows the earlier
 ones it folded in (a batch may apply two answers of a member in one row change).
 
-Sizes: R = BENCH_ANSWERS_RATE (500/s, the issue's; quick 50/s, what this 2-core machine
-sustains with the rest of the suite running), D = BENCH_ANSWERS_SECONDS (60 s; quick 10 s),
-N = BENCH_ANSWERS_MEMBERS (1,000; quick 150); BENCH_FULL=1 runs the default sizes (they
-are the issue's). BENCH_PROFILE=1 records alerts and dispatch with py-spy during the load
-(CPU samples only, 100 a second: raw collapsed stacks in bench/results/answers-profile-*).
+Sizes: R = BENCH_ANSWERS_RATE (500/s, the issue's; quick 50/s, already more than alerts
+handles on the shared 2-core machine, so the quick run reads its ceiling),
+D = BENCH_ANSWERS_SECONDS (60 s; quick 10 s), N = BENCH_ANSWERS_MEMBERS (1,000; quick
+150); BENCH_FULL=1 runs the default sizes (they are the issue's).
+BENCH_ANSWERS_CHANNEL=sms or web sends every answer that way. BENCH_PROFILE=1 records
+alerts and dispatch with py-spy during the load (CPU samples only, 100 a second: raw
+collapsed stacks in bench/results/answers-profile-*).
 The rate limits of the answer page are lifted for this run's own alerts process: it
 measures the answers, not the limiter (a 429, like any 4xx, stops the benchmark: it is
 its own mistake; an overloaded service's 503s and timeouts are counted as HTTP errors).
@@ -176,7 +178,8 @@ def plan(index, members):
     # yes, so the emergency is never staffed); the channel alternates with the send and
     # with each round over the members, so each member uses both
     member, round_ = index % members, index // members
-    return member, "sms" if (index + round_) % 2 == 0 else "web", (member + round_) % 2 == 0
+    channel = config["channel"] or ("sms" if (index + round_) % 2 == 0 else "web")
+    return member, channel, (member + round_) % 2 == 0
 
 
 async def main():
@@ -422,6 +425,10 @@ async def main() -> None:
     rate = float(os.environ.get("BENCH_ANSWERS_RATE", "50" if QUICK else "500"))
     seconds = float(os.environ.get("BENCH_ANSWERS_SECONDS", "10" if QUICK else "60"))
     n = int(os.environ.get("BENCH_ANSWERS_MEMBERS", "150" if QUICK else "1000"))
+    # one channel only (sms or web), to read each one's CPU per answer on its own
+    channel = os.environ.get("BENCH_ANSWERS_CHANNEL", "")
+    if channel not in ("", "sms", "web"):
+        raise SystemExit("BENCH_ANSWERS_CHANNEL: sms, web or empty (both, alternating)")
     settings = MusterSettings()
     run = uuid.uuid4().hex[:8]
     prefix = f"bench{run}."
@@ -570,9 +577,10 @@ async def main() -> None:
         floor_rate = 0.0
         load_started = 0.0
         cpu_before: dict[str, float] = {}
+        idle: dict[str, float] = {}
 
         async def before_load(rate_measured: float) -> None:
-            nonlocal floor_rate, load_started, cpu_before, profilers
+            nonlocal floor_rate, load_started, cpu_before, profilers, idle
             floor_rate = rate_measured
             print(f"floor: the generator's client against alerts' GET /healthz: "
                   f"{floor_rate:,.0f} requests/s", flush=True)  # fmt: skip
@@ -581,14 +589,23 @@ async def main() -> None:
                 await asyncio.sleep(2.0)  # py-spy attaches
             print(f"answering at {rate:,.0f}/s for {seconds:.0f} s, half by SMS, half on the "
                   "page", flush=True)  # fmt: skip
+            # what each service spends with no answers at all (its timers, relays and
+            # consumers' polls): taken out of the CPU per answer below
+            quiet_started = time.monotonic()
+            quiet = {s.name: cpu_seconds(s.process.pid) for s in started}
+            await asyncio.sleep(1.0 if QUICK else 3.0)
             cpu_before = {s.name: cpu_seconds(s.process.pid) for s in started}
             load_started = time.monotonic()
+            idle = {
+                name: (cpu_before[name] - used) / (load_started - quiet_started)
+                for name, used in quiet.items()
+            }
 
         backlog_s = 3.0 if QUICK else BACKLOG_S
         config = {
             "url": alerts.url, "rate": rate, "seconds": seconds, "phones": phones,
             "tokens": [token_of[p] for p in phones], "public_base": PUBLIC_BASE,
-            "auth_token": AUTH_TOKEN, "connections": CONNECTIONS,
+            "auth_token": AUTH_TOKEN, "connections": CONNECTIONS, "channel": channel,
             "backlog_s": backlog_s, "floor_seconds": 1.0 if QUICK else 3.0,
         }  # fmt: skip
         sent = await run_load(config, logs, before_load)
@@ -600,7 +617,14 @@ async def main() -> None:
             if len(reply_latencies(sent, console.seen)) >= len(ok):
                 break
             await asyncio.sleep(0.25)
+        window = time.monotonic() - load_started
         cpu = {s.name: cpu_seconds(s.process.pid) - cpu_before[s.name] for s in started}
+        print("  CPU while the answers ran: " + ", ".join(
+            f"{name} {used:.1f} s, of which {idle[name] * window:.1f} s its idle rate "
+            f"({idle[name] * 100:.0f} % of a core) over the {window:.0f} s"
+            for name, used in cpu.items()
+        ))  # fmt: skip
+        cpu = {name: max(0.0, used - idle[name] * window) for name, used in cpu.items()}
         for profiler in profilers:
             profiler.send_signal(2)  # SIGINT: py-spy writes what it recorded
             profiler.wait(timeout=60)
@@ -713,7 +737,7 @@ def report(
     answered = statuses[200]
     if answered:
         print(
-            "  CPU per answer handled: "
+            "  CPU per answer handled (net of the idle rate): "
             + ", ".join(f"{name} {used / answered * 1000:.1f} ms" for name, used in cpu.items())
             + f" ({', '.join(f'{name} {used:.1f} s' for name, used in cpu.items())} in all)"
         )
