@@ -8,7 +8,7 @@ No linger (`linger_ms=0`, was 5): a service's producer is its outbox relay's (pl
 rare dead-letter copy), and the relay queues a whole batch (up to 500 rows) before it
 awaits the acknowledgements, so batches fill without waiting; a lone event (the
 declaration an alert waits for) only waited out the 5 ms. Measured on the relay
-(bench/outbox_relay.py, six alternating pairs, docs/performance.md): commit to broker
+(bench/outbox_relay.py, nine alternating pairs, docs/performance.md): commit to broker
 acknowledgement p50 lower with 0 in every pair, the 2,000-event backlog's rate within
 the noise of the shared machine.
 """
