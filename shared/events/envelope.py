@@ -7,9 +7,10 @@ talk to Muster and any CloudEvents consumer can read Muster.
 
 Writing is on every hot path (a CSV import encodes one snapshot a row, every event
 added to an outbox is encoded in its transaction), and the SDK's path (a validated
-`CloudEvent`, then `json.dumps` with a custom encoder class) cost about 80-110 us an
+`CloudEvent`, then `json.dumps` with a custom encoder class) cost about 60 us of CPU an
 event here. `encode` builds the same attributes in the same order, checks them as the
-SDK does, and writes them with one `orjson.dumps` call (about 2 us). The bytes differ
+SDK does, and writes them with one `orjson.dumps` call (about 15 us in all, the orjson
+call 2 us of it; docs/performance.md). The bytes differ
 from the SDK's only in JSON whitespace and in non-ASCII written as UTF-8 instead of
 escapes: the same JSON document, read identically by the SDK's `from_kafka` and by
 `decode` (tests/shared/test_envelope_encoding.py proves it over arbitrary events).
