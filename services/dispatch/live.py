@@ -7,10 +7,14 @@ other. PostgreSQL delivers a notification only when its transaction commits. A c
 that reconnects gets the whole board first, so a notification lost while the listener
 reconnected is covered by the next snapshot.
 
-Each connected console has a bounded queue. A console that does not keep up (a slow
-link, a frozen tab) would fill it; dropping its events would leave its board wrong for
-good, so it is cut off instead: its queue is emptied and ended, its stream ends, and the
-browser's EventSource reconnects and starts again from a snapshot.
+Each connected console holds the changes it has yet to send, one per row: a row changed
+again before it was sent is sent once, in its latest state (every row event carries the
+whole row, so nothing is lost), and the stream sends everything pending in one write. A
+surge of answers then costs a console what the rows changed, not how often. A console
+that still falls behind (a slow link, a frozen tab) would hold more rows than its bound;
+dropping some would leave its board wrong for good, so it is cut off instead: what it
+held is dropped, its stream ends, and the browser's EventSource reconnects and starts
+again from a snapshot.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from shared.observability import get_logger
 
 log = get_logger(__name__)
 
-#: the default of DISPATCH_BOARD_STREAM_QUEUE: changes a console may be behind before it is cut off
+#: the default of DISPATCH_BOARD_STREAM_QUEUE: rows a console may have pending before it is cut off
 QUEUE_SIZE = 1000
 
 STREAM_OVERFLOWS = Counter(
@@ -46,36 +50,47 @@ def asyncpg_dsn(database_url: str) -> str:
 
 
 class BoardSubscription:
-    """One console's place in the feed: the changes it has yet to send, or the news
-    that it fell behind and must start again."""
+    """One console's place in the feed: the changes it has yet to send (the latest of
+    each row, in the order rows first changed), or the news that it fell behind and must
+    start again."""
 
     def __init__(self, emergency_id: uuid.UUID, queue_size: int) -> None:
         self.emergency_id = emergency_id
-        # one slot more than the changes it may hold, for the cut-off mark
-        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(queue_size + 1)
+        self._pending: dict[str, Change] = {}
         self._capacity = queue_size
+        self._ready = asyncio.Event()
         self.cut_off = False
 
     def offer(self, change: Change) -> bool:
-        """Queue a change; False (and cut off) when the console is too far behind."""
+        """Hold a change; False (and cut off) when the console is too far behind."""
         if self.cut_off:
             return False
-        if self._queue.qsize() >= self._capacity:
-            self._cut_off()
-            return False
-        self._queue.put_nowait(change)
-        return True
+        key = _row_key(change)
+        if key not in self._pending and len(self._pending) >= self._capacity:
+            self._pending.clear()  # worthless now: it will reload the whole board
+            self.cut_off = True
+        else:
+            self._pending[key] = change  # a row already pending keeps its place
+        self._ready.set()
+        return not self.cut_off
 
-    def _cut_off(self) -> None:
-        # what it has not sent is worthless now: it will reload the whole board
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
-        self.cut_off = True
+    async def next_changes(self) -> list[Change] | None:
+        """Every change pending (at least one); None once the console has been cut off."""
+        await self._ready.wait()
+        self._ready.clear()
+        if self.cut_off:
+            return None
+        changes = list(self._pending.values())
+        self._pending.clear()
+        return changes
 
-    async def next_change(self) -> Change | None:
-        """The next change to send; None once the console has been cut off."""
-        return await self._queue.get()
+
+def _row_key(change: Change) -> str:
+    if "roll_call" in change:
+        return "roll_call"
+    member_id = change.get("member_id")
+    # a change that names no row is never merged with another
+    return f"row:{member_id}" if member_id is not None else f"change:{id(change)}"
 
 
 class BoardFeed:
