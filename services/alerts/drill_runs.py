@@ -105,14 +105,18 @@ class DrillClock:
 
     def __init__(self, offset_file: str = "") -> None:
         self._file = Path(offset_file) if offset_file else None
+        self._last = timedelta(0)
 
     def offset(self) -> timedelta:
         if self._file is None:
             return timedelta(0)
         try:
-            return timedelta(seconds=float(self._file.read_text().strip() or 0))
+            text = self._file.read_text().strip()
+            if text:
+                self._last = timedelta(seconds=float(text))
         except (OSError, ValueError):
-            return timedelta(0)
+            pass  # caught mid-write (or gone): the offset read last still holds
+        return self._last
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset()

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.alerts.drill_runs import DrillClock
 from services.alerts.drills import (
     Asked,
     MemberRecord,
@@ -191,3 +193,19 @@ def test_who_needs_attention() -> None:
     # older than the last N: forgotten
     old_failure = [("sent", True), ("sent", True), ("failed", False)]
     assert needs_attention(record(mid, "AL", old_failure), 2) is None
+
+
+def test_the_drill_clock_caught_mid_write_keeps_the_offset_it_read_last(tmp_path: Path) -> None:
+    """A test moves the drills' clock by rewriting a file; a read between the file's
+    truncation and its new text once recorded an SMS as sent days before the drill."""
+    offset_file = tmp_path / "clock"
+    clock = DrillClock(str(offset_file))
+    assert clock.offset() == timedelta(0)  # no file yet
+    offset_file.write_text("86400")
+    assert clock.offset() == timedelta(days=1)
+    offset_file.write_text("")  # truncated, not yet rewritten
+    assert clock.offset() == timedelta(days=1)
+    offset_file.write_text("not a number")
+    assert clock.offset() == timedelta(days=1)
+    offset_file.write_text("60")
+    assert clock.offset() == timedelta(minutes=1)

@@ -71,8 +71,11 @@ async def eventually(
 
 
 def set_clock(path: Path, at: datetime) -> None:
-    """Make the drills' clock read `at` now (it runs on from there)."""
-    path.write_text(str((at - datetime.now(UTC)).total_seconds()))
+    """Make the drills' clock read `at` now (it runs on from there). Written aside and
+    renamed: the alerts process reads the file at any moment, never half-written."""
+    fresh = path.with_suffix(".new")
+    fresh.write_text(str((at - datetime.now(UTC)).total_seconds()))
+    fresh.replace(path)
 
 
 def drill_sms(twilio: FakeTwilio, person: MemberChanged) -> list[str]:
