@@ -11,6 +11,7 @@ sizes the issues name.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -64,6 +65,9 @@ def main() -> int:
             if code != 0:
                 failed.append(module)
         items = results.gather(Path(folder))
+    removed = asyncio.run(_drop_bench_topics())
+    if removed:
+        print(f"\nremoved the run's {removed} throwaway topics", flush=True)
     floors = {f.name: f for f in items if f.is_floor}
     print("\n=== figures beside their raw floors (ratio: 1.0x is the raw part's speed) ===")
     print(results.table(items))
@@ -95,6 +99,28 @@ def main() -> int:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _drop_bench_topics() -> int:
+    """Each benchmark provisions topics of its own (`bench…` prefixes); left behind, a few
+    runs leave thousands of partitions, which slow the broker and its start."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    from shared.settings import MusterSettings
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=MusterSettings().kafka_bootstrap_servers)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith("bench")]
+        if names:
+            await admin.delete_topics(names)
+        return len(names)
+    except KafkaError as exc:
+        print(f"the benchmarks' topics were not removed: {exc!r}", file=sys.stderr)
+        return 0
+    finally:
+        await admin.close()
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.events.provision import provision
 from shared.events.topics import all_topics
 from tests.support.infra import Infra, provide_infra
+from tests.support.kafka import delete_topics
 
 
 @pytest.fixture(scope="session")
@@ -52,14 +51,7 @@ async def topics(infra: Infra) -> AsyncIterator[Topics]:
     specs = all_topics(prefix, max_partitions=TEST_PARTITIONS)
     await provision(infra.kafka_bootstrap, specs)
     yield Topics(prefix, infra.kafka_bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([spec.name for spec in specs])
-    except KafkaError:
-        pass  # a test that fails to clean up must not fail the next one
-    finally:
-        await admin.close()
+    await delete_topics(infra.kafka_bootstrap, [spec.name for spec in specs])
 
 
 @pytest.fixture

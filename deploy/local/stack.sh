@@ -320,7 +320,13 @@ kafka_up() {
     start_bg kafka "$LOGS/kafka.stdout.log" java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -Djava.awt.headless=true -Dlog4j2.configurationFile="$HERE/kafka/log4j2.yaml" \
         -Dkafka.logs.dir="$LOGS" -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONF"
-    local deadline=$((SECONDS + 90))
+    # the broker opens its port only once it has loaded every partition's log; a
+    # development machine's data piles up test topics (thousands after many runs), so the
+    # wait grows with them: 90 s, plus a second per 100 partition directories
+    local partitions wait_s
+    partitions=$(find "$KAFKA_DATA" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+    wait_s=$((90 + partitions / 100))
+    local deadline=$((SECONDS + wait_s)) next_note=$((SECONDS + 20))
     until port_open 127.0.0.1 "$KAFKA_PORT"; do
         if ! pid_of kafka kafka.Kafka >/dev/null; then
             tail_log "$LOGS/kafka.stdout.log"
@@ -329,7 +335,14 @@ kafka_up() {
         fi
         if ((SECONDS > deadline)); then
             tail_log "$LOGS/kafka.log"
-            die "kafka: port $KAFKA_PORT not open after 90 s (see $(rel "$LOGS/kafka.log"))"
+            die "kafka: port $KAFKA_PORT not open after $wait_s s (see $(rel "$LOGS/kafka.log")).
+  $partitions partition logs are in $(rel "$KAFKA_DATA"); if they are old test topics, start
+  Kafka empty (its data is only what the tests and the demo wrote):
+  deploy/local/stack.sh down && rm -rf $(rel "$KAFKA_DATA") && make infra"
+        fi
+        if ((SECONDS > next_note)); then
+            log "kafka: still loading $partitions partition logs… (up to $wait_s s)"
+            next_note=$((SECONDS + 20))
         fi
         sleep 0.5
     done

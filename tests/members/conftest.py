@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events.provision import provision
 from shared.events.topics import all_topics
+from tests.conftest import TEST_PARTITIONS
 from tests.support.infra import Infra
+from tests.support.kafka import delete_topics
 from tests.support.processes import ServiceProcess, run_migrations, start_service
 
 ADMIN_EMAIL = "admin@example.org"
@@ -68,7 +70,8 @@ async def members_service(
     variables (limits made small enough to reach in a test)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    await provision(infra.kafka_bootstrap, all_topics(prefix))
+    specs = all_topics(prefix, max_partitions=TEST_PARTITIONS)
+    await provision(infra.kafka_bootstrap, specs)
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
         "DATABASE_URL": infra.database_url,
@@ -92,6 +95,7 @@ async def members_service(
         process.stop()
         async with admin_engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await delete_topics(infra.kafka_bootstrap, [spec.name for spec in specs])
 
 
 def unique_section() -> str:

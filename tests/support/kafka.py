@@ -8,8 +8,23 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from shared.events.envelope import Envelope, KafkaRecord, decode, encode
+
+
+async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Delete a test's throwaway topics: left behind, thousands of them slow the broker
+    (and its start: it loads every partition's log before it opens its port)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names))
+    except KafkaError:
+        pass  # a test that fails to clean up must not fail the next one
+    finally:
+        await admin.close()
 
 
 async def read_records(
